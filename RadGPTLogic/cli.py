@@ -1,0 +1,140 @@
+"""Command line: ``radgpt report``, ``radgpt demo``, ``radgpt import``.
+
+Exit codes: 0 success; 2 bad input or usage (one line on stderr naming the file);
+1 internal error (traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+PHASE_CHOICES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
+
+
+def _report_files(findings) -> dict:
+    from .report.structured import render_html, render_text
+
+    data = findings.to_dict()
+    return {
+        "findings.json": findings.to_json(),
+        "report.txt": render_text(data),
+        "report.html": render_html(data),
+    }
+
+
+def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None):
+    """Load a case folder, compute findings and write findings.json, report.txt, report.html atomically."""
+    from .case import Case
+    from .engine import Engine
+    from .io.atomic import write_files_atomically
+
+    case = Case.from_folder(case_dir, resample=resample)
+    findings = Engine(case, phase=phase).compute()
+    if warn is not None:
+        for line in findings.warnings:
+            warn(line)
+    write_files_atomically(out_dir, _report_files(findings))
+    return findings
+
+
+def _cmd_report(args) -> int:
+    findings = run_report(args.case_dir, args.out, args.phase, args.resample, warn=_warn)
+    print(f"{findings.case_id}: {len(findings.lesions)} lesion(s), {len(findings.organs)} organ(s) -> {args.out}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .phantom import build_phantom, write_case
+
+    out = Path(args.out)
+    phantom = build_phantom(size=args.size, phase=args.phase)
+    case_dir = write_case(phantom, out / "case", case_id="PHANTOM_0001")
+    findings = run_report(case_dir, out / "report", args.phase, warn=_warn)
+    print(f"Synthetic case written to {case_dir}")
+    print(f"Report written to {out / 'report'} (findings.json, report.txt, report.html)\n")
+    print((out / "report" / "report.txt").read_text(encoding="utf-8"))
+    return 0 if findings else 1
+
+
+def _cmd_import(args) -> int:
+    out = Path(args.out)
+    if args.seg.endswith(".seg.nrrd"):
+        from .io.segnrrd import case_from_seg_nrrd
+
+        case = case_from_seg_nrrd(args.seg, ct_path=args.ct, case_id=out.name)
+    else:
+        from .io.labelmaps import case_from_labelmap
+
+        case = case_from_labelmap(args.seg, table=args.labels, ct_path=args.ct, case_id=out.name)
+    from .io.labelmaps import write_case_folder
+
+    for line in case.warnings:
+        _warn(line)
+    write_case_folder(case, out)
+    print(f"{out}: {len(case.structures)} structure(s) written")
+    return 0
+
+
+def _warn(line: str) -> None:
+    print(f"radgpt: warning: {line}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="radgpt", description="Findings and reports from abdominal CT masks.")
+    p.add_argument("--version", action="version", version=f"radgpt {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("report", help="findings.json + structured report for one case folder")
+    r.add_argument("case_dir", help="AbdomenAtlas case folder: [ct.nii.gz] + segmentations/*.nii.gz")
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--phase", choices=PHASE_CHOICES, default="unknown", help="contrast phase (default: unknown)")
+    r.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    r.set_defaults(func=_cmd_report)
+
+    d = sub.add_parser("demo", help="write a synthetic abdomen case and its report")
+    d.add_argument("--out", required=True, help="output folder (gets case/ and report/)")
+    d.add_argument("--size", choices=("small", "full"), default="small")
+    d.add_argument("--phase", choices=PHASE_CHOICES, default="non-contrast")
+    d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    d.set_defaults(func=_cmd_demo)
+
+    i = sub.add_parser("import", help="turn a multi-label NIfTI or Slicer .seg.nrrd into a case folder")
+    i.add_argument("seg", help="multi-label .nii.gz or .seg.nrrd")
+    i.add_argument("--labels", help="label table: total, abdomenatlas, abdomenatlas3, amos, a dataset.json or a JSON/colour table")
+    i.add_argument("--ct", help="CT on the same grid (copied into the case)")
+    i.add_argument("--out", required=True, help="case folder to create")
+    i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    i.set_defaults(func=_cmd_import)
+    return p
+
+
+def main(argv=None) -> int:
+    from .errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("radgpt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Engine: Case -> Findings, with a per-structure cache.
+
+Each expensive step is cached under the content hashes (:meth:`Crop.digest`) of
+exactly the masks it reads.  After an edit of one mask (Slicer's Segment Editor
+calls :meth:`Engine.update_structure`), :meth:`Engine.compute` recomputes only the
+steps that read that mask; everything else comes from the cache.
+
+Cached steps:
+
+* ``organ``: volume, completeness and HU of one organ; reads the organ mask and
+  the lesion masks of that organ (they are left out of the HU ROI).
+* ``lesions``: components, WHO diameters, volume and HU of one lesion mask; reads
+  that mask (and, for a generic ``*_lesion`` mask, the typed masks it is reduced by).
+
+Cheap steps (steatosis verdicts, kidney side, attenuation class, ordering and ids)
+run on every call.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections import OrderedDict
+
+import numpy as np
+
+from . import __version__
+from . import vocabulary as vocab
+from .case import Case, Crop
+from .findings import LESION_ORGAN_ORDER, Findings
+from .measure.lesions import (
+    attenuation_class,
+    fraction_inside,
+    kidney_side,
+    measure_component,
+    split_components,
+)
+from .measure.organs import attenuation_verdicts, enlargement, enlargement_rule, organ_hu, organ_volume
+from .rules import DEFAULT_RULES, PHASES, Rules
+
+
+def _organ_lesion_masks(organ: str) -> tuple:
+    """Lesion mask names whose voxels belong to ``organ`` (an organ mask name)."""
+    group = {"liver": "liver", "pancreas": "pancreas", "kidney_left": "kidney", "kidney_right": "kidney"}.get(organ)
+    return tuple(m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == group)
+
+
+class Engine:
+    """Computes :class:`Findings` for one :class:`Case`; cheap to call again after an edit.
+
+    Parameters
+    ----------
+    case : Case
+    phase : str
+        One of :data:`RadGPTLogic.rules.PHASES`.
+    rules : Rules
+        Thresholds and conventions (defaults cite their sources).
+    """
+
+    def __init__(self, case: Case, phase: str = "unknown", rules: Rules = DEFAULT_RULES):
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}; got {phase!r}")
+        self.case = case
+        self.phase = phase
+        self.rules = rules
+        self._cache: dict = {}
+        self._digests: dict = {}  # name -> (crop object, digest)
+        self.stats = {"hits": 0, "misses": 0}
+
+    # ------------------------------------------------------------------ cache
+    def _digest(self, name: str) -> str | None:
+        crop = self.case.crop(name)
+        if crop is None:
+            return None
+        held = self._digests.get(name)
+        if held is None or held[0] is not crop:
+            held = (crop, crop.digest())
+            self._digests[name] = held
+        return held[1]
+
+    def _cached(self, key: tuple, fn):
+        if key in self._cache:
+            self.stats["hits"] += 1
+            return self._cache[key]
+        self.stats["misses"] += 1
+        value = self._cache[key] = fn()
+        return value
+
+    def update_structure(self, name: str, mask) -> None:
+        """Replace one structure's mask (a :class:`Crop`, or a full canonical-grid array).
+
+        The next :meth:`compute` recomputes only what depends on it.
+        """
+        canonical = vocab.canonical_name(name) or name
+        crop = mask if isinstance(mask, Crop) else Crop.from_full(np.asarray(mask))
+        self.case.set_structure(canonical, crop)
+
+    def remove_structure(self, name: str) -> None:
+        canonical = vocab.canonical_name(name) or name
+        self.case.structures.pop(canonical, None)
+
+    # ---------------------------------------------------------------- compute
+    def compute(self) -> Findings:
+        case, rules = self.case, self.rules
+        findings = Findings(case_id=case.case_id, phase=self.phase)
+        findings.warnings = list(case.warnings)
+        effective = self._effective_lesion_masks(findings)
+
+        # Organs ---------------------------------------------------------------
+        for name in vocab.ORGANS:
+            if not case.has(name):
+                continue
+            lesion_names = [m for m in _organ_lesion_masks(name) if m in effective]
+            key = ("organ", name, self._digest(name), tuple(effective[m][1] for m in lesion_names))
+            findings.organs[name] = dict(self._cached(key, lambda: self._organ(name, [effective[m][0] for m in lesion_names])))
+            entry = findings.organs[name]
+            entry["enlarged"] = enlargement(name, entry["volume_ml"], rules)
+            entry["enlarged_rule"] = enlargement_rule(name)
+            if not entry["complete"]:
+                findings.not_assessable.append(
+                    {"what": f"{name} volume", "why": "organ touches the edge of the scan (incomplete coverage)"}
+                )
+        attenuation_verdicts(findings.organs, self.phase, rules)
+
+        # Lesions --------------------------------------------------------------
+        per_organ = OrderedDict((o, []) for o in LESION_ORGAN_ORDER)
+        for mask_name, (crop, digest) in effective.items():
+            organ, kind = vocab.LESION_ORGAN_KIND[mask_name]
+            kept, n_small, small_ml = self._cached(("lesions", mask_name, digest), lambda: self._lesions(crop))
+            if n_small:
+                findings.sub_threshold.append(
+                    {"mask": mask_name, "organ": organ, "count": n_small, "total_volume_ml": small_ml,
+                     "floor_mm3": rules.min_lesion_volume_mm3}
+                )
+            for rank, (comp, measured) in enumerate(kept, start=1):
+                entry = {"id": f"{mask_name}_{rank}", "organ": organ, "side": None, "kind": kind}
+                entry.update(measured)
+                entry["mask"] = mask_name
+                entry.update(self._lesion_context(organ, comp, entry, findings))
+                per_organ[organ].append(entry)
+        for organ, entries in per_organ.items():
+            entries.sort(key=lambda e: (-e["voxel_count"], e["id"]))
+            findings.lesions.extend(entries)
+
+        findings.provenance = self._provenance()
+        return findings
+
+    # ------------------------------------------------------------------ steps
+    def _effective_lesion_masks(self, findings: Findings) -> dict:
+        """Lesion masks present, a generic ``*_lesion`` reduced by the typed masks of its organ.
+
+        Returns name -> (crop, digest of what it was computed from).
+        """
+        out = {}
+        for name in vocab.LESIONS:
+            if self.case.has(name):
+                out[name] = (self.case.crop(name), self._digest(name))
+        for organ, generic in vocab.GENERIC_LESION.items():
+            if generic not in out or out[generic][0].is_empty:
+                continue
+            typed = [m for m in out if m != generic and vocab.LESION_ORGAN_KIND[m][0] == organ and not out[m][0].is_empty]
+            if not typed:
+                continue
+            crop = out[generic][0]
+            overlap = np.zeros(crop.shape, bool)
+            for m in typed:
+                overlap |= out[m][0].in_box(crop.offset, crop.shape)
+            overlap &= crop.mask
+            if overlap.any():
+                findings.warnings.append(
+                    f"{generic}: {int(overlap.sum())} voxels also in {', '.join(typed)}; "
+                    "they are reported under the typed mask only"
+                )
+                reduced = Crop.from_full(crop.mask & ~overlap)
+                if not reduced.is_empty:
+                    reduced = Crop(reduced.mask, tuple(a + b for a, b in zip(reduced.offset, crop.offset)))
+                digest = "|".join([out[generic][1]] + [out[m][1] for m in typed])
+                out[generic] = (reduced, digest)
+        return out
+
+    def _organ(self, name: str, lesion_crops: list) -> dict:
+        case = self.case
+        crop = case.crop(name)
+        volume, complete, n = organ_volume(crop, case.shape, case.voxel_volume_mm3)
+        exclude = None
+        if lesion_crops:
+            exclude = _union(lesion_crops, crop)
+        stats = organ_hu(case, crop, exclude)
+        return {
+            "volume_ml": volume,
+            "mean_hu": stats.mean if stats else None,
+            "complete": complete,
+            "sd_hu": stats.sd if stats else None,
+            "voxel_count": n,
+            "hu_roi": stats.roi if stats else None,
+        }
+
+    def _lesions(self, crop: Crop):
+        kept, n_small, small_ml = split_components(
+            crop, self.case.voxel_volume_mm3, self.rules.min_lesion_volume_mm3
+        )
+        return [(comp, measure_component(self.case, comp, self.rules)) for comp in kept], n_small, small_ml
+
+    def _lesion_context(self, organ: str, comp: Crop, entry: dict, findings: Findings) -> dict:
+        """Side, share inside the organ and attenuation class: depends on other masks, so not cached."""
+        case = self.case
+        out = {"location": {}}
+        organ_masks = [case.crop(m) for m in vocab.LESION_ORGAN_MASKS[organ]]
+        out["in_organ_fraction"] = fraction_inside(comp, organ_masks)
+        reference = organ
+        if organ == "kidney":
+            side, how = kidney_side(case, comp)
+            out["side"] = side
+            out["side_rule"] = how
+            if side is None:
+                findings.not_assessable.append({"what": f"{entry['id']} side", "why": how})
+            reference = f"kidney_{side}" if side else None
+        organ_entry = findings.organs.get(reference) if reference else None
+        organ_hu_value = organ_entry.get("mean_hu") if organ_entry else None
+        out["attenuation"] = attenuation_class(entry.get("mean_hu"), organ_hu_value, self.rules.attenuation_iso_band_hu)
+        out["attenuation_reference"] = reference if organ_hu_value is not None else None
+        out.update({"vessel_contact_deg": None, "t_stage": None, "resectability": None})
+        return out
+
+    def _provenance(self) -> dict:
+        case = self.case
+        return {
+            "software": "radgpt-slicer",
+            "version": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "phase": self.phase,
+            "inputs": {name: entries for name, entries in case.sources.items()},
+            "ignored_structures": sorted(case.ignored),
+            "grid": {
+                "shape_canonical_ras": list(case.shape),
+                "spacing_mm": [float(x) for x in case.spacing],
+                "affine_canonical_ras": np.round(case.affine, 6).tolist(),
+            },
+            "rules": self.rules.as_dict(),
+        }
+
+
+def _union(crops: list, frame: Crop) -> Crop:
+    """Union of crops, expressed in ``frame``'s box (only what overlaps the frame matters)."""
+    box = np.zeros(frame.shape, bool)
+    for c in crops:
+        if not c.is_empty:
+            box |= c.in_box(frame.offset, frame.shape)
+    return Crop(box, frame.offset)
+
+
+def compute_findings(case: Case, phase: str = "unknown", rules: Rules = DEFAULT_RULES) -> Findings:
+    """One-shot convenience: ``Engine(case, phase, rules).compute()``."""
+    return Engine(case, phase, rules).compute()

@@ -1,0 +1,1 @@
+"""Readers and writers: NIfTI, Slicer .seg.nrrd, multi-label importers, atomic output."""

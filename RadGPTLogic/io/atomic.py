@@ -1,0 +1,46 @@
+"""Atomic output: a set of files appears complete or not at all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def write_files_atomically(out_dir: str | os.PathLike, files: dict) -> list:
+    """Write ``files`` (name -> str or bytes) into ``out_dir``, all or nothing.
+
+    Everything is first written into a temporary folder beside ``out_dir`` (same
+    file system), then each file is moved into place with ``os.replace``, which is
+    atomic per file.  If anything fails before the moves, ``out_dir`` is left as it
+    was (a folder that did not exist is not created).  Returns the written paths.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.resolve().parent
+    if not parent.is_dir():
+        raise InputError(parent, "output parent folder does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "output path exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    try:
+        for name, content in files.items():
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(tmp / name, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+        created = not out_dir.exists()
+        if created:
+            # Whole folder appears at once.
+            os.replace(tmp, out_dir)
+            tmp = None
+        else:
+            for name in files:
+                os.replace(tmp / name, out_dir / name)
+        return [out_dir / name for name in files]
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Measurements on masks: lesion components and WHO diameters, volumes, HU, organ findings."""

@@ -1,0 +1,1 @@
+"""Reports rendered from Findings: structured text, HTML; later narrative and fact checking."""

@@ -1,0 +1,70 @@
+"""Clinical thresholds and measurement conventions, each with its source.
+
+One frozen :class:`Rules` object travels through the engine; findings.json
+records it under ``provenance.rules`` so every verdict can be traced to the rule
+that produced it.  Sources are summarised in
+``../shared/reference/clinical_rules_and_peers.md`` (sections A1, A5) and in
+docs/MEASUREMENT.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+PHASES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
+
+
+@dataclass(frozen=True)
+class Rules:
+    # --- lesions -------------------------------------------------------------
+    # Components smaller than this are not reported as lesions but counted as
+    # sub-threshold (RadGPT's README runs its generator with --th 10, i.e. 10 mm^3).
+    min_lesion_volume_mm3: float = 10.0
+    # Connected components use 26-connectivity (voxels sharing a face, an edge or a
+    # corner belong to one lesion), as RadGPT and scipy's full 3x3x3 structure.
+    lesion_connectivity: int = 26
+    # Lesion vs organ attenuation: "iso" when the mean HU differ by at most this
+    # many HU, else hypo/hyper.  Project convention (RadGPT uses |d| < SD/10,
+    # which calls almost every lesion hypo or hyper on noisy CT).
+    attenuation_iso_band_hu: float = 10.0
+
+    # --- organ size ----------------------------------------------------------
+    # Spleen: Linguraru et al., Acad Radiol 2013;20:675: mild splenomegaly >= 314.47 mL
+    # (mean + 1 SD), massive >= 430.84 mL (mean + 2.5 SD); RadGPT uses the same numbers.
+    spleen_enlarged_ml: float = 314.5
+    spleen_massive_ml: float = 430.8
+    # Liver: no guideline-level volumetric cut-off; normal 1205 +/- 258 mL (Feng et al.,
+    # WJG 2017).  Heuristic default 2500 mL (clinical_rules A5 recommendation).
+    liver_enlarged_ml: float = 2500.0
+    # Pancreas: normal adult 71-83 mL (meta-analysis, Expert Rev Gastroenterol Hepatol
+    # 2018;12:757); RadGPT flags > 83 mL.
+    pancreas_enlarged_ml: float = 83.0
+    # Kidney (each): 207.6 mL = 415.2 / 2 total kidney volume of men (RadGPT, citing
+    # PMC5837692; unverified, marked heuristic).
+    kidney_enlarged_ml: float = 207.6
+
+    # --- attenuation of organs ------------------------------------------------
+    # Unenhanced CT: liver < 40 HU = moderate-severe steatosis (Boyce et al., AJR 2010),
+    # or liver minus spleen < -10 HU (Park et al., Radiology 2006).
+    liver_steatosis_hu: float = 40.0
+    liver_minus_spleen_hu: float = -10.0
+    # Portal-venous CT: liver < 80 HU = "low attenuation, possible steatosis"
+    # (Moeller ... Pickhardt, ARRS 2024 abstract 4710: sens/spec 85.6/89.6 %).
+    venous_liver_low_hu: float = 80.0
+    # Unenhanced CT: pancreas/spleen HU ratio < 0.7 = fatty pancreas
+    # (Koc & Taydas, Turk J Gastroenterol 2020;31:640).
+    pancreas_spleen_ratio: float = 0.7
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_RULES = Rules()
+
+ENLARGEMENT_SOURCES = {
+    "spleen": "Linguraru et al., Acad Radiol 2013 (> 314.5 mL enlarged, > 430.8 mL massively enlarged)",
+    "liver": "heuristic > 2500 mL (no guideline cut-off; normal 1205 +/- 258 mL, Feng et al. WJG 2017)",
+    "pancreas": "> 83 mL (upper normal, meta-analysis Expert Rev Gastroenterol Hepatol 2018)",
+    "kidney_left": "heuristic > 207.6 mL per kidney (RadGPT, citing PMC5837692)",
+    "kidney_right": "heuristic > 207.6 mL per kidney (RadGPT, citing PMC5837692)",
+}
