@@ -256,7 +256,7 @@ class Case:
         case = None
         if ct_path is not None:
             ct = read_nifti(ct_path)
-            _check_ct(ct)
+            check_ct(ct)
             case = cls._from_reference(case_dir.name, ct)
             case.ct_raw, case.ct_slope, case.ct_inter = ct.array, ct.slope, ct.inter
             case.sources["ct"] = [{"path": str(ct_path), "sha256": ct.sha256}]
@@ -370,13 +370,15 @@ class Case:
                     box = old.in_box(tuple(lo), shape) | crop.in_box(tuple(lo), shape)
                     merged = Crop(box, tuple(int(x) for x in lo))
                 self.structures[canonical] = merged
-            self.sources[canonical].append(source)
+            if source not in self.sources[canonical]:
+                self.sources[canonical].append(source)
         else:
             self.structures[canonical] = crop
             self.sources[canonical] = [source]
 
 
-def _check_ct(ct: Volume) -> None:
+def check_ct(ct: Volume) -> None:
+    """Raise InputError unless the CT holds finite numbers (integer or float HU)."""
     arr = ct.array
     if np.issubdtype(arr.dtype, np.floating):
         bad = np.count_nonzero(~np.isfinite(arr))

@@ -61,7 +61,11 @@ def _cmd_demo(args) -> int:
 
 def _cmd_import(args) -> int:
     out = Path(args.out)
-    if args.seg.endswith(".seg.nrrd"):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        from .errors import InputError
+
+        raise InputError(out, "output case folder exists and is not empty")
+    if args.seg.lower().endswith(".nrrd"):
         from .io.segnrrd import case_from_seg_nrrd
 
         case = case_from_seg_nrrd(args.seg, ct_path=args.ct, case_id=out.name)

@@ -130,6 +130,9 @@ _KNOWN_UNUSED_PATTERNS = (
     r"subclavian_artery_.*", r"common_carotid_artery_.*", r"superior_vena_cava",
     r"atrial_appendage_left", r"iliac_(artery|vena)_.*", r"body(_.*)?",
     r"aorta_(true|false)_lumen", r"background",
+    # side-first spellings ("Left femur", "right lung upper lobe")
+    r"(left|right)_(lung|femur|hip|humerus|scapula|clavicula|rib|iliac|gluteus|autochthon|iliopsoas|"
+    r"subclavian|common_carotid|brachiocephalic)(_.*)?",
 )
 _KNOWN_UNUSED_RE = re.compile("|".join(f"(?:{p})" for p in _KNOWN_UNUSED_PATTERNS) + r"\Z")
 

@@ -128,6 +128,8 @@ TOTALSEGMENTATOR_LIVER_VESSELS = {1: "liver_vessels", 2: "liver_tumor"}
 # AbdomenAtlas 1.1 (25 classes), the numbering of its combined multi-label files.
 # Source: MrGiovanni/AbdomenAtlas, AbdomenAtlas 1.1 class list (numbering as used
 # by its released combined label maps; the per-structure mask files carry the names).
+# Not yet checked here against an upstream file: a case folder of per-structure
+# masks avoids depending on this numbering.
 ABDOMENATLAS_1_1 = {
     1: "aorta",
     2: "gall_bladder",
@@ -161,6 +163,8 @@ ABDOMENATLAS_1_1 = {
 # Couinaud segments and the pancreas' head/body/tail.
 # Source: MrGiovanni/RadGPT, generate_reports/organ_masks (nnU-Net model
 # "nnUNetOrgansAndSubSegments"); the numbering is that model's dataset.json labels.
+# Not yet checked here against that dataset.json: pass the model's own dataset.json
+# with --labels when in doubt.
 ABDOMENATLAS_3_0 = {
     1: "aorta",
     2: "gall_bladder",

@@ -1,0 +1,425 @@
+"""Multi-label NIfTI files in, AbdomenAtlas case folders out.
+
+:func:`case_from_labelmap` turns one integer label map (TotalSegmentator, nnU-Net,
+AMOS, AbdomenAtlas 1.1/3.0 ...) plus a label table into a :class:`~RadGPTLogic.case.Case`
+with one :class:`~RadGPTLogic.case.Crop` per canonical structure.
+:func:`write_case_folder` writes any case back as ``ct.nii.gz`` +
+``segmentations/<name>.nii.gz`` on the reference file's own grid and orientation.
+
+Frames: the label map is read into the canonical RAS frame
+(:mod:`RadGPTLogic.io.nifti`); all crops are in that frame; files are written back
+in the *source* frame of the case's reference file (``case.ornt``).
+
+The helpers at the bottom (naming, CT loading, lesion bookkeeping) are shared with
+:mod:`RadGPTLogic.io.segnrrd`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from .. import vocabulary as vocab
+from ..case import Case, Crop, check_ct
+from ..errors import InputError
+from .label_tables import LabelTable, load_table
+from .nifti import GRID_TOLERANCE_MM, Volume, from_canonical, grid_deviation_mm, read_nifti
+
+# Label values above this are indexed through a compact relabelling instead of
+# directly: scipy's find_objects allocates one list entry per value up to the maximum.
+_MAX_DIRECT_LABEL = 65535
+# Slices of the canonical grid handled at once when a full pass needs temporaries
+# (about 16 M voxels, so 128 MB of int64 temporaries at most).
+_CHUNK_VOXELS = 16_000_000
+# Label values read from float files (or through NIfTI scaling) must be this close
+# to an integer.
+_INTEGRAL_TOLERANCE = 1e-4
+# NIfTI extension codes that hold TotalSegmentator's CaretExtension label XML
+# (it writes 0; 30 is the registered NIFTI_ECODE_CARET).
+_CARET_ECODES = (0, 30)
+
+
+# =========================================================================== import
+
+def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None) -> Case:
+    """Build a :class:`Case` from one multi-label NIfTI file.
+
+    Parameters
+    ----------
+    seg_path : path
+        Label map: integer voxel values (a float file is accepted when every value
+        is integral); 0 is background.
+    table : None, str, path, dict or LabelTable
+        Value -> structure name (see :func:`~RadGPTLogic.io.label_tables.load_table`).
+        ``None`` uses the names embedded in the file (TotalSegmentator's
+        CaretExtension XML header) and is an :class:`InputError` when there are none.
+    ct_path : path, optional
+        The CT the labels were drawn on.  It becomes the reference grid (the case
+        keeps its orientation, for slice numbers and for writing files back) and the
+        source of HU values.  The label map must lie on the same grid within
+        :data:`~RadGPTLogic.io.nifti.GRID_TOLERANCE_MM` (1e-3 mm).
+    case_id : str, optional
+        Defaults to the label file's name without ``.nii.gz``.
+
+    Returns
+    -------
+    Case
+        One crop per canonical structure present (values mapping to the same name,
+        e.g. TotalSegmentator's left and right kidney cysts, are united; derived
+        unions such as the AbdomenAtlas 3.0 liver are built).  Lesion names of the
+        table that are absent from the image are stored as empty crops ("looked
+        for, none found").  Names of bones, lungs, muscles ... go to ``case.ignored``;
+        unknown names and values missing from the table go to ``case.warnings``.
+
+    Raises
+    ------
+    InputError
+        Naming the file: missing/unreadable files, non-integral label values, a label
+        map off the CT grid, no label names, or no known structure at all.
+    """
+    seg_path = Path(seg_path)
+    lt = load_table(table) if table is not None else None
+    labels = read_nifti(seg_path)
+    if lt is None:
+        lt = embedded_label_table(seg_path)
+    case_id = case_id or file_stem(seg_path)
+    if ct_path is not None:
+        case = case_with_ct(case_id, ct_path)
+        _require_same_grid(case, labels, ct_path)
+    else:
+        case = Case._from_reference(case_id, labels)
+
+    label_array, present = _index_labels(labels)
+    source = str(seg_path)
+    for value, ident, box in present:
+        names = lt.names_for(value)
+        if not names:
+            case.warnings.append(
+                f"{seg_path}: label value {value} is not in the label table ({lt.source}); ignored"
+            )
+            continue
+        crop = _crop_of_label(label_array, ident, box)
+        for name in names:
+            add_named_crop(case, name, crop, source, seg_path)
+        del crop
+    add_absent_lesions(case, lt.all_names(), source)
+    if not case.structures:
+        raise InputError(
+            seg_path,
+            f"no label maps to a known structure (table: {lt.source}); check --labels",
+        )
+    return case
+
+
+def embedded_label_table(path) -> LabelTable:
+    """Label names stored in the NIfTI header (TotalSegmentator's CaretExtension XML).
+
+    Raises :class:`InputError` naming ``path`` when the file has none.
+    """
+    names = read_embedded_label_names(path)
+    if not names:
+        raise InputError(
+            path,
+            "no label table given and none embedded in the file; pass --labels "
+            "(a table name such as total, amos, abdomenatlas, abdomenatlas3, "
+            "an nnU-Net dataset.json, a JSON table or a colour table file)",
+        )
+    return LabelTable(names, {}, source="names embedded in the file")
+
+
+def read_embedded_label_names(path) -> dict:
+    """``{value: name}`` from a CaretExtension ``<LabelTable>`` in the NIfTI header; {} if none.
+
+    TotalSegmentator writes ``<Label Key="1" Red=.. ><![CDATA[spleen]]></Label>``
+    entries inside ``<CaretExtension><VolumeInformation><LabelTable>``, with
+    extension code 0 (30 is the code registered for Caret).
+    """
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(path)).header
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise InputError(path, f"cannot read NIfTI header ({exc})") from None
+    for ext in getattr(header, "extensions", ()):
+        if ext.get_code() not in _CARET_ECODES:
+            continue
+        names = _parse_caret_labels(ext.get_content())
+        if names:
+            return names
+    return {}
+
+
+def _parse_caret_labels(content) -> dict:
+    """Parse the label table of one CaretExtension blob; {} when it is not one."""
+    if isinstance(content, str):
+        content = content.encode("utf-8", "replace")
+    content = bytes(content).rstrip(b"\x00 \t\r\n")
+    if b"<LabelTable" not in content:
+        return {}
+    try:
+        root = ET.fromstring(content)
+    except ET.ParseError:
+        return {}
+    names = {}
+    for label in root.iter("Label"):
+        key, name = label.get("Key"), (label.text or "").strip()
+        if key is None or not key.strip().lstrip("-").isdigit() or not name:
+            continue
+        value = int(key)
+        if value != 0:
+            names[value] = name
+    return names
+
+
+# ------------------------------------------------------------------ label indexing
+
+def _index_labels(vol: Volume):
+    """Integer label array (canonical frame) and ``[(value, id, box)]`` for each value present.
+
+    ``id`` is the value of that label inside the returned array (the label value
+    itself, or its index after compact relabelling) and ``box`` its tight bounding
+    box (tuple of slices), found in one pass with ``scipy.ndimage.find_objects``.
+    """
+    from scipy.ndimage import find_objects
+
+    arr = vol.array
+    if _direct_indexing_ok(arr, vol.slope, vol.inter):
+        boxes = find_objects(arr)
+        return arr, [(v, v, box) for v, box in enumerate(boxes, start=1) if box is not None]
+    compact, values = _compact_labels(vol)
+    boxes = find_objects(compact, max_label=len(values))
+    return compact, [(v, i, box) for i, (v, box) in enumerate(zip(values, boxes), start=1) if box is not None]
+
+
+def _direct_indexing_ok(arr: np.ndarray, slope: float, inter: float) -> bool:
+    """True when stored values *are* the label values and fit find_objects directly."""
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.integer) or (slope, inter) != (1.0, 0.0):
+        return False
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        return False  # negative values would be skipped silently by find_objects
+    return int(arr.max()) <= _MAX_DIRECT_LABEL
+
+
+def _slab_ranges(shape):
+    """Ranges along canonical axis 2 that hold about :data:`_CHUNK_VOXELS` voxels each."""
+    step = max(1, _CHUNK_VOXELS // max(1, shape[0] * shape[1]))
+    return [(a, min(a + step, shape[2])) for a in range(0, shape[2], step)]
+
+
+def _compact_labels(vol: Volume):
+    """Relabel a float, scaled, negative or sparse-valued label map to 1..n.
+
+    Returns the relabelled array (uint8/uint16/uint32, canonical frame) and the
+    sorted label values ``values`` with ``values[i - 1]`` the value of id ``i``.
+    Works slab by slab so temporaries stay small.
+    """
+    arr = vol.array
+    raw = _present_raw_values(vol)
+    labels = np.rint(raw.astype(np.float64) * vol.slope + vol.inter).astype(np.int64)
+    values = np.unique(labels[labels != 0])
+    # Raw value position -> compact id (0 for background).
+    lut = np.searchsorted(values, labels) + 1
+    lut[labels == 0] = 0
+    dtype = np.uint8 if len(values) < 2**8 else np.uint16 if len(values) < 2**16 else np.uint32
+    lut = lut.astype(dtype)
+    compact = np.empty(arr.shape, dtype)
+    for a, b in _slab_ranges(arr.shape):
+        compact[:, :, a:b] = lut[np.searchsorted(raw, arr[:, :, a:b])]
+    return compact, [int(v) for v in values]
+
+
+def _present_raw_values(vol: Volume) -> np.ndarray:
+    """Sorted distinct stored values; InputError at the first non-integral label value."""
+    arr = vol.array
+    raw = None
+    for a, b in _slab_ranges(arr.shape):
+        u = np.unique(arr[:, :, a:b])
+        _check_integral(vol, u)
+        raw = u if raw is None else np.union1d(raw, u)
+    if raw is None:
+        raise InputError(vol.path, "label map is empty (zero voxels)")
+    return raw
+
+
+def _check_integral(vol: Volume, raw_values: np.ndarray) -> None:
+    scaled = raw_values.astype(np.float64) * vol.slope + vol.inter
+    bad = ~np.isfinite(scaled) | (np.abs(scaled - np.rint(np.where(np.isfinite(scaled), scaled, 0))) > _INTEGRAL_TOLERANCE)
+    if bad.any():
+        example = scaled[bad][0]
+        raise InputError(
+            vol.path,
+            f"label map holds the non-integer value {example:g}; a label map must hold "
+            "integer label values (not probabilities or an interpolated resampling)",
+        )
+
+
+def _crop_of_label(label_array: np.ndarray, ident: int, box) -> Crop:
+    """Crop of the voxels equal to ``ident``; ``box`` is their tight bounding box."""
+    mask = np.ascontiguousarray(label_array[box] == ident)
+    return Crop(mask, tuple(int(s.start) for s in box))
+
+
+# ============================================================================ export
+
+def write_case_folder(case: Case, out_dir) -> Path:
+    """Write ``case`` as an AbdomenAtlas case folder (CONTRACT section 1).
+
+    Writes ``out_dir/ct.nii.gz`` (when the case has a CT; stored values, or HU as
+    int16/float32 when the CT had NIfTI scaling) and ``out_dir/segmentations/<name>.nii.gz``
+    (uint8, 0/1) for every structure, all in the orientation and on the voxel grid of
+    the case's reference file (``case.ornt``, ``case.source_shape``): the affine is the
+    reference file's own (up to the float32 precision NIfTI stores).
+
+    Atomic: everything goes into a hidden sibling folder that is renamed to
+    ``out_dir`` at the end, so ``out_dir`` either holds the complete case or does
+    not exist.  ``out_dir`` may exist only when empty.
+
+    Returns ``out_dir``.  Raises :class:`InputError` naming ``out_dir`` when it is not
+    empty or cannot be written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InputError(out_dir, "output folder exists and is not empty; choose a new folder")
+    for name in case.structures:
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"structure name {name!r} is not a plain file name")
+    affine = source_affine(case.affine, case.ornt, case.source_shape)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        tmp.mkdir(parents=True)
+        if case.has_ct:
+            _save_nifti(tmp / "ct.nii.gz", _ct_for_writing(case), case.ornt, affine)
+        seg_dir = tmp / "segmentations"
+        seg_dir.mkdir()
+        for name in sorted(case.structures):
+            _save_nifti(seg_dir / f"{name}.nii.gz", _full_mask(case, name), case.ornt, affine)
+        if out_dir.exists():
+            out_dir.rmdir()  # empty (checked above); rename() cannot replace it everywhere
+        os.replace(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(out_dir, f"cannot write case folder ({exc})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def source_affine(canonical_affine: np.ndarray, ornt: np.ndarray, source_shape) -> np.ndarray:
+    """Voxel-to-RAS affine of the source (on-disk) frame; inverse of ``nifti.canonical_affine``."""
+    from nibabel.orientations import inv_ornt_aff
+
+    return np.asarray(canonical_affine, float) @ np.linalg.inv(inv_ornt_aff(ornt, source_shape))
+
+
+def _full_mask(case: Case, name: str) -> np.ndarray:
+    """Structure ``name`` as a full-grid uint8 array in the canonical frame."""
+    crop = case.structures[name]
+    full = np.zeros(case.shape, np.uint8)
+    if not crop.is_empty:
+        full[crop.slices] = crop.mask
+    return full
+
+
+def _ct_for_writing(case: Case) -> np.ndarray:
+    """CT values to store, canonical frame.
+
+    nibabel recomputes NIfTI scaling on save, so scaled CTs are written as HU:
+    int16 when every HU value is an integer in range (the usual slope 1,
+    intercept -1024 case), float32 otherwise.
+    """
+    if (case.ct_slope, case.ct_inter) == (1.0, 0.0):
+        return case.ct_raw
+    hu = case.hu(tuple(slice(None) for _ in range(3)))
+    if np.all(hu == np.rint(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
+        return hu.astype(np.int16)
+    return hu
+
+
+def _save_nifti(path: Path, canonical: np.ndarray, ornt: np.ndarray, affine: np.ndarray) -> None:
+    """Save a canonical-frame array in the source frame given by ``ornt`` with ``affine``."""
+    import nibabel as nib
+
+    data = from_canonical(canonical, ornt)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_data_dtype(data.dtype)
+    img.header.set_xyzt_units("mm")
+    # Both forms, code 1 (scanner): readers differ in which one they trust.
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    nib.save(img, str(path))
+
+
+# ====================================================================== shared bits
+
+def file_stem(path) -> str:
+    """File name without ``.nii.gz`` / ``.nii`` / ``.seg.nrrd`` / ``.nrrd``."""
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def case_with_ct(case_id: str, ct_path) -> Case:
+    """A case whose reference grid and HU values come from the CT at ``ct_path``.
+
+    Same checks and fields as ``Case.from_folder``: NaN/inf CT values are an
+    :class:`InputError` naming the CT.
+    """
+    ct = read_nifti(ct_path)
+    check_ct(ct)
+    case = Case._from_reference(case_id, ct)
+    case.ct_raw, case.ct_slope, case.ct_inter = ct.array, ct.slope, ct.inter
+    case.sources["ct"] = [str(ct_path)]
+    return case
+
+
+def _require_same_grid(case: Case, labels: Volume, ct_path) -> None:
+    dev = grid_deviation_mm(case.shape, case.affine, labels.shape, labels.affine)
+    if dev > GRID_TOLERANCE_MM:
+        what = (
+            f"shape {labels.shape} vs {case.shape}" if labels.shape != case.shape
+            else f"voxel positions differ by up to {dev:.3g} mm"
+        )
+        raise InputError(
+            labels.path,
+            f"label map is not on the grid of the CT {ct_path} ({what}, in canonical RAS order)",
+        )
+
+
+def add_named_crop(case: Case, name: str, crop: Crop, source: str, where) -> None:
+    """Store ``crop`` under the canonical name of ``name``, or record why not.
+
+    Known-unused names (bones, lungs ...) go to ``case.ignored``, unknown names to
+    ``case.warnings`` (once each).
+    """
+    canonical = vocab.canonical_name(name)
+    if canonical is not None:
+        case.add_crop(canonical, crop, source=source)
+        return
+    if vocab.is_known_unused(name):
+        if name not in case.ignored:
+            case.ignored.append(name)
+        return
+    warning = f"{where}: unknown structure name '{name}' (ignored)"
+    if warning not in case.warnings:
+        case.warnings.append(warning)
+
+
+def add_absent_lesions(case: Case, names, source: str) -> None:
+    """Empty crops for lesion names the table offers but the image lacks.
+
+    A label map from a model that segments lesions states "none found" by leaving
+    the value out; an empty mask says the same in an AbdomenAtlas folder.
+    Absent organs are *not* added: an absent organ is "not given", not "size 0".
+    """
+    for name in names:
+        canonical = vocab.canonical_name(name)
+        if canonical in vocab.LESIONS and canonical not in case.structures:
+            case.add_crop(canonical, Crop.empty(), source=source)
