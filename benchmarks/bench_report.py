@@ -1,0 +1,139 @@
+"""Benchmark: `radgpt report` on a full-size phantom against the NIfTI-loading floor.
+
+Case: the synthetic abdomen at 512 x 512 x 300 voxels, 0.75 x 0.75 x 1.0 mm, all
+structures and five lesions (RadGPTLogic.phantom, size="full").
+
+Measured in one run, each in a fresh process (interpreter start-up included in both):
+
+* **floor**: a plain Python process that only loads the same NIfTI files with nibabel
+  (``np.asanyarray(nib.load(f).dataobj)`` for the CT and every mask);
+* **report**: ``radgpt report CASE --out OUT --phase non-contrast``.
+
+Wall time is the median of ``--repeat`` runs; peak RSS is the child's ``ru_maxrss``.
+Goals (issue 2): report <= 2 x floor, peak RSS <= 1.5 GB.
+
+Usage::
+
+    python benchmarks/bench_report.py [--repeat 3] [--work benchmarks/_work] [--write-results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+FLOOR_CODE = r"""
+import resource, sys
+from pathlib import Path
+import numpy as np, nibabel as nib
+case = Path(sys.argv[1])
+files = [case / "ct.nii.gz"] + sorted((case / "segmentations").glob("*.nii.gz"))
+total = 0
+for f in files:
+    total += np.asanyarray(nib.load(str(f)).dataobj).size
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, total, file=sys.stderr)
+"""
+
+REPORT_CODE = r"""
+import resource, sys
+from RadGPTLogic.cli import main
+rc = main(["report", sys.argv[1], "--out", sys.argv[2], "--phase", "non-contrast"])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def _timed(args: list) -> tuple[float, int]:
+    """Run a child process; return (wall seconds, peak RSS in MB from its last stderr line)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {proc.stderr}")
+    rss_kb = int(proc.stderr.strip().splitlines()[-1].split()[0])
+    return wall, rss_kb // 1024
+
+
+def make_case(work: Path) -> Path:
+    case = work / "PHANTOM_FULL"
+    if (case / "segmentations").is_dir():
+        return case
+    from RadGPTLogic.phantom import build_phantom, write_case
+
+    t0 = time.perf_counter()
+    phantom = build_phantom(size="full")
+    write_case(phantom, work, case_id="PHANTOM_FULL")
+    print(f"built full-size phantom in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return case
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {numpy.__version__}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=HERE / "_work")
+    ap.add_argument("--write-results", action="store_true", help="append a row to benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    case = make_case(args.work)
+    n_files = 1 + len(list((case / "segmentations").glob("*.nii.gz")))
+    size_mb = sum(f.stat().st_size for f in case.rglob("*.nii.gz")) / 2**20
+
+    floors, reports, floor_rss, report_rss = [], [], [], []
+    for _ in range(args.repeat):
+        w, r = _timed([sys.executable, "-c", FLOOR_CODE, str(case)])
+        floors.append(w)
+        floor_rss.append(r)
+        with tempfile.TemporaryDirectory() as tmp:
+            w, r = _timed([sys.executable, "-c", REPORT_CODE, str(case), str(Path(tmp) / "out")])
+        reports.append(w)
+        report_rss.append(r)
+    result = {
+        "case": "phantom full 512x512x300 @0.75x0.75x1.0 mm, 5 lesions",
+        "files": n_files,
+        "files_mb": round(size_mb, 1),
+        "floor_s": round(statistics.median(floors), 2),
+        "report_s": round(statistics.median(reports), 2),
+        "ratio": round(statistics.median(reports) / statistics.median(floors), 2),
+        "floor_peak_rss_mb": max(floor_rss),
+        "report_peak_rss_mb": max(report_rss),
+        "machine": machine(),
+        "repeat": args.repeat,
+    }
+    print(json.dumps(result, indent=2))
+    if args.write_results:
+        row = (
+            f"| {time.strftime('%Y-%m-%d')} | {result['floor_s']} | {result['report_s']} | {result['ratio']} | "
+            f"{result['report_peak_rss_mb']} | {result['floor_peak_rss_mb']} | {result['machine']} |\n"
+        )
+        with open(HERE / "RESULTS.md", "a", encoding="utf-8") as fh:
+            fh.write(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
