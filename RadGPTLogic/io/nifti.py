@@ -16,7 +16,6 @@ voxels as RAS-stored ones: findings come out identical.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import zlib
@@ -144,24 +143,28 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         raise InputError(path, f"cannot read file ({exc.strerror or exc})") from None
     sha256 = hashlib.sha256(data).hexdigest()
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (zlib.error, gzip.BadGzipFile, EOFError, OSError) as exc:
-            raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
+        data = _gunzip(path, data)
     image_class = _nifti_class(data)
     if image_class is None:
         raise InputError(path, "not a NIfTI-1 or NIfTI-2 image (bad header)")
     try:
-        img = image_class.from_bytes(data)
-        del data
+        img = image_class.from_bytes(data)  # parses the header only
+        header = img.header
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = header.get_data_dtype()
         proxy = img.dataobj
-        # Raw stored values; scaling is applied lazily on crops (a scaled full CT
-        # would be float64, 8 bytes a voxel).
-        raw = proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asarray(proxy)
-    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+        # The proxy's offset, not the raw header field: a single-file NIfTI may store
+        # vox_offset 0, which readers take as the minimum (352 / 544 bytes).
+        offset = int(getattr(proxy, "offset", header.get_data_offset()))
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, ValueError) as exc:
         raise InputError(path, f"not a readable NIfTI image ({exc})") from None
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputError(path, f"cannot read image data, file truncated? ({exc})") from None
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(data) < offset + count * dtype.itemsize:
+        raise InputError(
+            path, f"image data truncated: {len(data) - offset} bytes for {count} voxels of {dtype}"
+        )
+    # A read-only view of the decompressed bytes: no copy of the voxel data.
+    raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
     raw = np.asarray(raw)
     if raw.ndim == 4 and raw.shape[3] == 1:
         raw = raw[..., 0]
@@ -185,6 +188,21 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         path=path,
         sha256=sha256,
     )
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    """Decompress (possibly multi-member) gzip data; CRC and length are checked by zlib."""
+    out = []
+    try:
+        while data:
+            d = zlib.decompressobj(wbits=31)
+            out.append(d.decompress(data))
+            if not d.eof:
+                raise InputError(path, "corrupt or truncated gzip data (unexpected end of stream)")
+            data = d.unused_data.lstrip(b"\x00")
+    except zlib.error as exc:
+        raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def _nifti_class(data: bytes):
