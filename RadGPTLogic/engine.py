@@ -57,10 +57,8 @@ class Engine:
     """
 
     def __init__(self, case: Case, phase: str = "unknown", rules: Rules = DEFAULT_RULES):
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {', '.join(PHASES)}; got {phase!r}")
+        self.set_phase(phase)
         self.case = case
-        self.phase = phase
         self.rules = rules
         self._cache: dict = {}
         self._digests: dict = {}  # name -> (crop object, digest)
@@ -88,15 +86,24 @@ class Engine:
     def update_structure(self, name: str, mask) -> None:
         """Replace one structure's mask (a :class:`Crop`, or a full canonical-grid array).
 
-        The next :meth:`compute` recomputes only what depends on it.
+        The next :meth:`compute` recomputes only what depends on it.  Provenance then
+        records the structure as edited in memory (its file hash no longer applies).
         """
         canonical = vocab.canonical_name(name) or name
         crop = mask if isinstance(mask, Crop) else Crop.from_full(np.asarray(mask))
         self.case.set_structure(canonical, crop)
+        self.case.sources[canonical] = [{"name": name, "edited": True}]
 
     def remove_structure(self, name: str) -> None:
         canonical = vocab.canonical_name(name) or name
         self.case.structures.pop(canonical, None)
+        self.case.sources.pop(canonical, None)
+
+    def set_phase(self, phase: str) -> None:
+        """Change the contrast phase; cached measurements stay valid (only verdicts depend on it)."""
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}; got {phase!r}")
+        self.phase = phase
 
     # ---------------------------------------------------------------- compute
     def compute(self) -> Findings:
@@ -113,6 +120,8 @@ class Engine:
             key = ("organ", name, self._digest(name), tuple(effective[m][1] for m in lesion_names))
             findings.organs[name] = dict(self._cached(key, lambda: self._organ(name, [effective[m][0] for m in lesion_names])))
             entry = findings.organs[name]
+            if entry.get("empty"):
+                findings.not_assessable.append({"what": f"{name}", "why": "organ mask is empty"})
             entry["enlarged"] = enlargement(name, entry["volume_ml"], rules)
             entry["enlarged_rule"] = enlargement_rule(name)
             if not entry["complete"]:
@@ -180,6 +189,10 @@ class Engine:
     def _organ(self, name: str, lesion_crops: list) -> dict:
         case = self.case
         crop = case.crop(name)
+        if crop.is_empty:
+            # An erased or freshly added segment: absent, not a normal-sized organ.
+            return {"volume_ml": None, "mean_hu": None, "complete": False, "sd_hu": None,
+                    "voxel_count": 0, "hu_roi": None, "empty": True}
         volume, complete, n = organ_volume(crop, case.shape, case.voxel_volume_mm3)
         exclude = None
         if lesion_crops:

@@ -115,7 +115,7 @@ ALIASES = {
 for _k in range(1, 9):
     ALIASES[f"liver_segment{_k}"] = f"liver_segment_{_k}"
     ALIASES[f"couinaud_{_k}"] = f"liver_segment_{_k}"
-    ALIASES[f"segment_{_k}"] = f"liver_segment_{_k}"
+    # Not "segment_<k>": that is 3D Slicer's default name for any new segment.
 
 # Structures that are recognised but not used by any report rule (bones, lungs,
 # muscles of TotalSegmentator `total`, AbdomenAtlas extras).  They are skipped

@@ -63,3 +63,34 @@ def test_full_array_update_and_alias_names():
     eng.update_structure("Right Kidney", full)
     f = eng.compute()
     assert f.organs["kidney_right"]["voxel_count"] == 125
+
+
+def test_phase_change_keeps_the_cache_and_changes_verdicts():
+    eng = _engine()
+    assert eng.compute().organs["liver"]["steatosis"] is False
+    misses = eng.stats["misses"]
+    eng.set_phase("arterial")
+    f = eng.compute()
+    assert eng.stats["misses"] == misses
+    assert f.phase == "arterial" and f.organs["liver"]["steatosis"] is None
+    with pytest.raises(ValueError):
+        eng.set_phase("portal")
+
+
+def test_erased_organ_is_not_a_normal_organ():
+    eng = _engine()
+    eng.update_structure("spleen", Crop.empty())
+    f = eng.compute()
+    spleen = f.organs["spleen"]
+    assert spleen["volume_ml"] is None and spleen["enlarged"] is None and spleen["empty"] is True
+    assert {"what": "spleen", "why": "organ mask is empty"} in f.not_assessable
+    # Without a spleen HU the liver falls back to the absolute HU rule only.
+    assert f.organs["liver"]["liver_minus_spleen_hu"] is None
+
+
+def test_provenance_marks_edited_structures():
+    eng = _engine()
+    eng.update_structure("liver_lesion", eng.case.crop("liver_lesion"))
+    assert eng.compute().provenance["inputs"]["liver_lesion"] == [{"name": "liver_lesion", "edited": True}]
+    eng.remove_structure("liver_lesion")
+    assert "liver_lesion" not in eng.compute().provenance["inputs"]
