@@ -14,29 +14,42 @@ from pathlib import Path
 PHASE_CHOICES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
 
 
-def _report_files(findings) -> dict:
+def _report_files(findings, case=None, derived=None) -> dict:
+    """Everything ``radgpt report`` writes: name (relative to OUT_DIR) -> content."""
     from .report.structured import render_html, render_text
 
     data = findings.to_dict()
-    return {
+    files = {
         "findings.json": findings.to_json(),
         "report.txt": render_text(data),
         "report.html": render_html(data),
     }
+    if derived:
+        from .io.export import mask_nifti_bytes
+
+        # Computed masks (pancreas parts), on the CT's grid: shown and edited in Slicer.
+        for name, crop in sorted(derived.items()):
+            files[f"derived/{name}.nii.gz"] = mask_nifti_bytes(case, crop)
+    return files
 
 
 def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None):
-    """Load a case folder, compute findings and write findings.json, report.txt, report.html atomically."""
+    """Load a case folder, compute findings and write the outputs atomically.
+
+    Outputs: findings.json, report.txt, report.html, and ``derived/<name>.nii.gz`` for
+    masks the engine computed (pancreas head/neck/body/tail when not given).
+    """
     from .case import Case
     from .engine import Engine
     from .io.atomic import write_files_atomically
 
     case = Case.from_folder(case_dir, resample=resample)
-    findings = Engine(case, phase=phase).compute()
+    engine = Engine(case, phase=phase)
+    findings = engine.compute()
     if warn is not None:
         for line in findings.warnings:
             warn(line)
-    write_files_atomically(out_dir, _report_files(findings))
+    write_files_atomically(out_dir, _report_files(findings, case, engine.derived_masks()))
     return findings
 
 

@@ -37,6 +37,13 @@ from .measure.lesions import (
 from .measure.organs import attenuation_verdicts, enlargement, enlargement_rule, organ_hu, organ_volume
 from .rules import DEFAULT_RULES, PHASES, Rules
 
+PANCREAS_PART_MASKS = vocab.PANCREAS_PARTS
+# Masks the computed pancreas parts depend on (pancreas, given parts, landmarks).
+PANCREAS_PART_INPUTS = ("pancreas",) + PANCREAS_PART_MASKS + (
+    "superior_mesenteric_vein", "portal_vein", "veins", "portal_vein_and_splenic_vein",
+    "superior_mesenteric_artery", "aorta",
+)
+
 
 def _organ_lesion_masks(organ: str) -> tuple:
     """Lesion mask names whose voxels belong to ``organ`` (an organ mask name)."""
@@ -62,6 +69,7 @@ class Engine:
         self.rules = rules
         self._cache: dict = {}
         self._digests: dict = {}  # name -> (crop object, digest)
+        self._derived: dict = {}
         self.stats = {"hits": 0, "misses": 0}
 
     # ------------------------------------------------------------------ cache
@@ -130,6 +138,9 @@ class Engine:
                 )
         attenuation_verdicts(findings.organs, self.phase, rules)
 
+        # Landmarks shared by all lesions (computed once per case) ---------------
+        ctx = self._anatomy_context(effective, findings)
+
         # Lesions --------------------------------------------------------------
         per_organ = OrderedDict((o, []) for o in LESION_ORGAN_ORDER)
         for mask_name, (crop, digest) in effective.items():
@@ -144,12 +155,16 @@ class Engine:
                 entry = {"id": f"{mask_name}_{rank}", "organ": organ, "side": None, "kind": kind}
                 entry.update(measured)
                 entry["mask"] = mask_name
-                entry.update(self._lesion_context(organ, comp, entry, findings))
+                entry.update(self._lesion_context(organ, comp, entry, findings, ctx))
                 per_organ[organ].append(entry)
         for organ, entries in per_organ.items():
             entries.sort(key=lambda e: (-e["voxel_count"], e["id"]))
             findings.lesions.extend(entries)
 
+        self._derived = {}
+        parts = ctx.get("parts")
+        if parts is not None and parts.method not in (None, "masks"):
+            self._derived = {f"pancreas_{p}": c for p, c in parts.parts.items()}
         findings.provenance = self._provenance()
         return findings
 
@@ -213,8 +228,12 @@ class Engine:
         )
         return [(comp, measure_component(self.case, comp, self.rules)) for comp in kept], n_small, small_ml
 
-    def _lesion_context(self, organ: str, comp: Crop, entry: dict, findings: Findings) -> dict:
-        """Side, share inside the organ and attenuation class: depends on other masks, so not cached."""
+    def _lesion_context(self, organ: str, comp: Crop, entry: dict, findings: Findings, ctx: dict) -> dict:
+        """Side, location, staging, share inside the organ and attenuation class.
+
+        These depend on other masks than the lesion's own, so they are assembled on
+        every call from cached pieces (vessel models, contact angles, parts).
+        """
         case = self.case
         out = {"location": {}}
         organ_masks = [case.crop(m) for m in vocab.LESION_ORGAN_MASKS[organ]]
@@ -227,11 +246,131 @@ class Engine:
             if side is None:
                 findings.not_assessable.append({"what": f"{entry['id']} side", "why": how})
             reference = f"kidney_{side}" if side else None
+            out.update(self._kidney_location(comp, side, entry, findings))
+        elif organ == "liver":
+            out.update(self._liver_location(comp, entry, findings, ctx))
         organ_entry = findings.organs.get(reference) if reference else None
         organ_hu_value = organ_entry.get("mean_hu") if organ_entry else None
         out["attenuation"] = attenuation_class(entry.get("mean_hu"), organ_hu_value, self.rules.attenuation_iso_band_hu)
         out["attenuation_reference"] = reference if organ_hu_value is not None else None
         out.update({"vessel_contact_deg": None, "t_stage": None, "resectability": None})
+        if organ == "pancreas":
+            out.update(self._pancreas_location_and_stage(comp, entry, findings, ctx, out["location"]))
+        return out
+
+    # -------------------------------------------------------------- anatomy
+    def _anatomy_context(self, effective: dict, findings: Findings) -> dict:
+        """Per-case landmarks: vessels (+ models near solid pancreatic lesions), pancreas parts."""
+        from .staging.pancreatic import SOLID_KINDS
+
+        case = self.case
+        ctx = {"vessels": None, "models": None, "parts": None, "bifurcation_z": None}
+        organs_with_lesions = {vocab.LESION_ORGAN_KIND[m][0] for m, (c, _) in effective.items() if not c.is_empty}
+        solid = [m for m, (c, _) in effective.items()
+                 if vocab.LESION_ORGAN_KIND[m][0] == "pancreas" and vocab.LESION_ORGAN_KIND[m][1] in SOLID_KINDS
+                 and not c.is_empty]
+        needs_vessels = bool(solid) or ("liver" in organs_with_lesions and case.has("liver_segment_4"))
+        if needs_vessels:
+            from .staging.vessels import SOURCE_MASKS, resolve_vessels
+
+            vkey = ("vessels",) + tuple(self._digest(n) for n in SOURCE_MASKS)
+            ctx["vessels"] = self._cached(vkey, lambda: resolve_vessels(case))
+            findings.anatomy["vessels"] = {
+                k: (v["source"] if v["crop"] is not None else None) for k, v in ctx["vessels"].items()
+            }
+            if solid:
+                from .staging.pancreatic import prepare_vessel_models
+
+                near_crops = [effective[m][0] for m in solid]
+                near = _bounding_union(near_crops)
+                mkey = ("models", vkey, tuple(effective[m][1] for m in solid))
+                ctx["models"] = self._cached(mkey, lambda: prepare_vessel_models(case, ctx["vessels"], near))
+                ctx["models_key"] = mkey
+            if "liver" in organs_with_lesions:
+                from .anatomy.liver import portal_bifurcation_z
+
+                pv = ctx["vessels"]["PV"]["crop"]
+                ctx["bifurcation_z"] = self._cached(("bifurcation", vkey), lambda: portal_bifurcation_z(pv, case.affine))
+        if case.has("pancreas") and not case.crop("pancreas").is_empty:
+            from .anatomy.pancreas import pancreas_parts
+
+            pkey = ("pancreas_parts",) + tuple(self._digest(n) for n in PANCREAS_PART_INPUTS)
+            parts = ctx["parts"] = self._cached(pkey, lambda: pancreas_parts(case))
+            findings.anatomy["pancreas_parts"] = {
+                "method": parts.method,
+                "reason": parts.reason,
+                "landmarks": parts.landmarks,
+                "volumes_ml": {p: c.count * case.voxel_volume_mm3 / 1000.0 for p, c in parts.parts.items()},
+            }
+        return ctx
+
+    def derived_masks(self) -> dict:
+        """Masks the engine computed (pancreas parts when not given): name -> Crop.
+
+        Valid after :meth:`compute`; written by ``radgpt report`` under ``derived/``.
+        """
+        return dict(self._derived)
+
+    def _liver_location(self, comp: Crop, entry: dict, findings: Findings, ctx: dict) -> dict:
+        from .anatomy.liver import couinaud_location
+
+        loc = couinaud_location(self.case, comp, ctx.get("bifurcation_z"))
+        if loc is None:
+            findings.not_assessable.append(
+                {"what": f"{entry['id']} Couinaud segment", "why": "segment not assessable (no segment masks)"}
+            )
+            return {"location_note": "segment not assessable (no segment masks)"}
+        out = {"location": {"couinaud": loc["couinaud"]}, "couinaud_shares": loc["couinaud_shares"],
+               "couinaud_by": loc["couinaud_by"]}
+        if ctx.get("bifurcation_z") is not None:
+            out["s4_split_z_ras_mm"] = round(float(ctx["bifurcation_z"]), 2)
+        return out
+
+    def _kidney_location(self, comp: Crop, side: str | None, entry: dict, findings: Findings) -> dict:
+        from .anatomy.kidney import exophytic_fraction, kidney_parenchyma, kidney_pole
+
+        if side is None:
+            return {"location_note": "kidney pole not assessable (side unknown)"}
+        kidney_lesions = [m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == "kidney"]
+        parenchyma = kidney_parenchyma(self.case, side, kidney_lesions)
+        kidney_entry = findings.organs.get(f"kidney_{side}", {})
+        pole = kidney_pole(self.case, comp, parenchyma, bool(kidney_entry.get("complete")))
+        out = {"kidney_pole_rule": pole["kidney_pole_rule"], "exophytic_fraction": exophytic_fraction(comp, parenchyma, self.case.affine)}
+        if pole["kidney_pole"] is None:
+            findings.not_assessable.append({"what": f"{entry['id']} kidney pole", "why": pole["kidney_pole_rule"]})
+        else:
+            out["location"] = {"kidney_pole": pole["kidney_pole"]}
+        return out
+
+    def _pancreas_location_and_stage(self, comp: Crop, entry: dict, findings: Findings, ctx: dict,
+                                     location: dict) -> dict:
+        from .anatomy.pancreas import lesion_part
+        from .staging.pancreatic import SOLID_KINDS, stage_lesion, vessel_contacts
+
+        out = {}
+        parts = ctx.get("parts")
+        part = None
+        placed = lesion_part(parts, comp) if parts is not None and parts.method is not None else None
+        if placed is None:
+            why = parts.reason if parts is not None and parts.reason else "not assessable (no pancreas parts)"
+            out["location_note"] = f"pancreas part {why}"
+            findings.not_assessable.append({"what": f"{entry['id']} pancreas part", "why": why})
+        else:
+            part = placed["pancreas_part"]
+            out["location"] = {"pancreas_part": part}
+            out["pancreas_parts"] = placed.get("pancreas_parts")
+            out["pancreas_part_shares"] = placed.get("shares")
+            if placed.get("by"):
+                out["pancreas_part_by"] = placed["by"]
+        if entry["kind"] not in SOLID_KINDS or ctx.get("models") is None:
+            return out
+        ckey = ("contact", comp.digest(), ctx["models_key"], self.rules.contact_mm)
+        contact = self._cached(ckey, lambda: vessel_contacts(self.case, comp, ctx["models"], self.rules))
+        out.update(stage_lesion(self.case, comp, entry["kind"], entry["longest_diameter_mm"], part,
+                                dict(contact), self.rules))
+        detail = out.get("resectability_detail") or {}
+        if out.get("resectability") is None and detail.get("reason"):
+            findings.not_assessable.append({"what": f"{entry['id']} resectability", "why": detail["reason"]})
         return out
 
     def _provenance(self) -> dict:
@@ -251,6 +390,17 @@ class Engine:
             },
             "rules": self.rules.as_dict(),
         }
+
+
+def _bounding_union(crops: list) -> Crop | None:
+    """Union of crops in the box enclosing them all (None for no crops)."""
+    crops = [c for c in crops if not c.is_empty]
+    if not crops:
+        return None
+    lo = np.min([c.offset for c in crops], axis=0)
+    hi = np.max([np.add(c.offset, c.shape) for c in crops], axis=0)
+    frame = Crop(np.zeros(tuple(int(x) for x in hi - lo), bool), tuple(int(x) for x in lo))
+    return _union(crops, frame)
 
 
 def _union(crops: list, frame: Crop) -> Crop:

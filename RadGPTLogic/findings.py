@@ -37,7 +37,8 @@ class Findings:
     ``organs`` maps organ name -> dict; ``lesions`` is a list of dicts (largest
     first within each organ); ``sub_threshold`` lists per lesion mask the
     components below the size floor; ``not_assessable`` lists what could not be
-    judged and why; ``provenance`` records software, inputs and rules.
+    judged and why; ``anatomy`` holds per-case landmarks (vessel sources, pancreas
+    parts); ``provenance`` records software, inputs and rules.
     """
 
     case_id: str
@@ -47,6 +48,7 @@ class Findings:
     sub_threshold: list = field(default_factory=list)
     not_assessable: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
+    anatomy: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -59,6 +61,7 @@ class Findings:
             "sub_threshold_lesions": self.sub_threshold,
             "not_assessable": self.not_assessable,
             "warnings": self.warnings,
+            "anatomy": self.anatomy,
             "provenance": self.provenance,
         }
 
@@ -77,5 +80,6 @@ class Findings:
             sub_threshold=data.get("sub_threshold_lesions", []),
             not_assessable=data.get("not_assessable", []),
             warnings=data.get("warnings", []),
+            anatomy=data.get("anatomy", {}),
             provenance=data.get("provenance", {}),
         )

@@ -55,6 +55,16 @@ class Rules:
     # (Koc & Taydas, Turk J Gastroenterol 2020;31:640).
     pancreas_spleen_ratio: float = 0.7
 
+    # --- pancreatic staging -----------------------------------------------------
+    # Solid contact = tumour within this distance (mm) of the vessel wall or organ
+    # surface, i.e. no fat plane between them.  Chosen so that a 3 mm fat gap reads
+    # no contact while voxel staircase on 0.7-1 mm grids still reads contact
+    # (staging/contact.py).
+    contact_mm: float = 1.5
+    # AJCC 8th T4 "involves CA/SMA/CHA": "encasement" (> 180 degrees, default, as
+    # NCCN's encasement) or "any_contact".
+    t4_rule: str = "encasement"
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -20,7 +20,9 @@ ORGANS = (
     "adrenal_gland_right", "common_bile_duct", "bladder",
 )
 LIVER_SEGMENTS = tuple(f"liver_segment_{k}" for k in range(1, 9))
-PANCREAS_PARTS = ("pancreas_head", "pancreas_body", "pancreas_tail")
+# pancreas_neck is our addition to AbdomenAtlas 3.0's names: the engine computes it
+# (parenchyma anterior to the SMV/PV confluence) and accepts it back as input.
+PANCREAS_PARTS = ("pancreas_head", "pancreas_neck", "pancreas_body", "pancreas_tail")
 ORGAN_PARTS = LIVER_SEGMENTS + PANCREAS_PARTS
 VESSELS = (
     "aorta", "postcava", "portal_vein_and_splenic_vein", "superior_mesenteric_artery",

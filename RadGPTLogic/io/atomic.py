@@ -11,7 +11,7 @@ from ..errors import InputError
 
 
 def write_files_atomically(out_dir: str | os.PathLike, files: dict) -> list:
-    """Write ``files`` (name -> str or bytes) into ``out_dir``, all or nothing.
+    """Write ``files`` (relative name -> str or bytes) into ``out_dir``, all or nothing.
 
     Everything is first written into a temporary folder beside ``out_dir`` (same
     file system), then each file is moved into place with ``os.replace``, which is
@@ -27,6 +27,7 @@ def write_files_atomically(out_dir: str | os.PathLike, files: dict) -> list:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
     try:
         for name, content in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # names may hold a subfolder
             mode = "wb" if isinstance(content, bytes) else "w"
             with open(tmp / name, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
                 fh.write(content)
@@ -39,6 +40,7 @@ def write_files_atomically(out_dir: str | os.PathLike, files: dict) -> list:
             tmp = None
         else:
             for name in files:
+                (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp / name, out_dir / name)
         return [out_dir / name for name in files]
     finally:

@@ -66,7 +66,47 @@ def lesion_line(lesion: dict, organs: dict) -> str:
     if loc.get("kidney_pole"):
         where.append(f"{loc['kidney_pole']} pole")
     location = f"; location: {', '.join(where)}" if where else ""
+    if not where and lesion.get("location_note"):
+        location = f"; {lesion['location_note']}"
+    if lesion.get("exophytic_fraction") is not None:
+        location += f"; {lesion['exophytic_fraction'] * 100:.0f}% exophytic"
     return f"{lesion_title(lesion)} {lesion['id'].rsplit('_', 1)[-1]}{side}: " + ", ".join(parts) + location + "."
+
+
+VESSEL_NAMES = {
+    "SMA": "SMA", "CA": "celiac axis", "CHA": "common hepatic artery", "SMV": "SMV", "PV": "portal vein",
+    "aorta": "aorta", "IVC": "IVC",
+}
+
+
+def staging_lines(lesion: dict) -> list:
+    """Vascular involvement, T stage and resectability of a staged pancreatic lesion."""
+    contact = lesion.get("vessel_contact_deg")
+    if not contact:
+        return []
+    lines = []
+    touched = [(k, d) for k, d in contact.items() if d]
+    for key, deg in touched:
+        word = "encasement" if deg > 180 else "abutment"
+        lines.append(f"{VESSEL_NAMES[key]}: solid tumor contact {deg:.0f} degrees ({word}).")
+    free = [VESSEL_NAMES[k] for k, d in contact.items() if d == 0]
+    if free:
+        lines.append("No tumor contact: " + ", ".join(free) + ".")
+    missing = [VESSEL_NAMES[k] for k, d in contact.items() if d is None]
+    if missing:
+        lines.append("Not assessable (no mask): " + ", ".join(missing) + ".")
+    organs = [o.replace("_", " ") for o, c in (lesion.get("organ_contact") or {}).items() if c]
+    if organs:
+        lines.append("Contact with adjacent organs: " + ", ".join(organs) + ".")
+    if lesion.get("t_stage"):
+        lines.append(f"T stage (AJCC 8th): {lesion['t_stage']} ({lesion.get('t_stage_basis')}; {lesion.get('t_stage_rule')}).")
+    detail = lesion.get("resectability_detail") or {}
+    if lesion.get("resectability"):
+        drivers = "; ".join(detail.get("drivers") or []) or "no vascular contact"
+        lines.append(f"Resectability (NCCN): {lesion['resectability'].replace('_', ' ')} ({drivers}).")
+    elif detail.get("reason"):
+        lines.append(f"Resectability (NCCN): {detail['reason']}.")
+    return lines
 
 
 def organ_line(name: str, entry: dict) -> str:
@@ -112,6 +152,14 @@ def _impression(findings: dict) -> list:
             lines.append(f"One {noun} {KIND_WORDS[big['kind']]}{side}, {size}.")
         else:
             lines.append(f"{len(lesions)} {noun} lesions; the largest ({big['id']}) measures {size}.")
+        staged = [l for l in lesions if l.get("t_stage")]
+        if staged:
+            order = ["T1a", "T1b", "T1c", "T1", "T2", "T3", "T4"]
+            worst = max(staged, key=lambda l: order.index(l["t_stage"]) if l["t_stage"] in order else -1)
+            text = f"Clinical stage: {worst['t_stage']}NxMx"
+            if worst.get("resectability"):
+                text += f"; NCCN {worst['resectability'].replace('_', ' ')}"
+            lines.append(text + ".")
     if not findings["lesions"]:
         lines.append("No liver, pancreatic or kidney lesion in the masks provided.")
     return lines
@@ -143,6 +191,7 @@ def render_text(findings: dict) -> str:
             out.append(f"{section.capitalize()}: no organ mask given.")
         for lesion in lesions_by_section.get(section, []):
             out.append("  " + lesion_line(lesion, organs))
+            out += ["    " + line for line in staging_lines(lesion)]
         for sub in subs_by_section.get(section, []):
             out.append(
                 f"  {sub['count']} further {sub['mask'].replace('_', ' ')} component(s) below "

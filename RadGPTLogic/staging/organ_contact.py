@@ -1,0 +1,38 @@
+"""Contact between a pancreatic tumour and neighbouring organs (for PNET T staging).
+
+An organ is in contact when any of its voxels lies within ``contact_mm`` of a
+tumour voxel (Euclidean distance between voxel centres, in mm through the voxel
+spacing) or overlaps the tumour.  From masks, contact is the closest observable
+proxy for AJCC's "invasion"; findings say so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..case import Case, Crop
+
+CONTACT_ORGANS = (
+    "duodenum", "common_bile_duct", "stomach", "spleen", "colon",
+    "adrenal_gland_left", "adrenal_gland_right",
+)
+
+
+def organ_contacts(case: Case, tumour: Crop, contact_mm: float, organs=CONTACT_ORGANS) -> dict:
+    """Organ name -> True/False (contact within ``contact_mm``), or None when the organ has no mask."""
+    spacing = case.spacing
+    pad = np.ceil(contact_mm / spacing).astype(int) + 1
+    offset = tuple(int(o - p) for o, p in zip(tumour.offset, pad))
+    shape = tuple(int(n + 2 * p) for n, p in zip(tumour.shape, pad))
+    box = np.zeros(shape, bool)
+    box[tuple(slice(p, p + n) for p, n in zip(pad, tumour.shape))] = tumour.mask
+    near = ndimage.distance_transform_edt(~box, sampling=spacing) <= contact_mm
+    out = {}
+    for name in organs:
+        crop = case.crop(name)
+        if crop is None:
+            out[name] = None
+        else:
+            out[name] = bool(np.any(crop.in_box(offset, shape) & near))
+    return out
