@@ -576,6 +576,19 @@ def default_lesions() -> list:
 # =============================================================================
 
 
+def staging_lesions() -> list:
+    """The default lesions with the pancreatic PDAC replaced by one that reaches the vessels.
+
+    A 24 x 20 x 38 mm PDAC in the pancreatic head/neck region that wraps the portal
+    vein and touches the SMV and the common hepatic artery (vessels are spared:
+    the tumour grows around them).  Used by the full-size benchmark and the staging
+    tests; its contact angles come from the masks, not from analytic truth.
+    """
+    out = [lesion for lesion in default_lesions() if lesion.mask != "pancreatic_pdac"]
+    out.append(LesionSpec("pancreatic_pdac", (4.0, 18.0, 9.0), (12.0, 10.0, 19.0), 0.0))
+    return out
+
+
 @dataclass
 class Phantom:
     """A built phantom, in the canonical RAS frame.
@@ -862,9 +875,13 @@ def build_phantom(
         if box is not None:
             _drop_islands(label, box, _STRUCT_CODE[name], _TISSUE_CODE["fat"])
     lesion_boxes = []
+    vessel_codes = np.array([_STRUCT_CODE[v] for v in VESSELS])
     for n, lesion in enumerate(lesions):
         box, m = voxelise(lesion.solid(), grid)
         if box is not None:
+            # A tumour grows around vessels, it does not replace them: vessel voxels
+            # stay vessel, so a lesion overlapping a vessel wraps (encases) it.
+            m = m & ~np.isin(label[box], vessel_codes)
             _paint(label, box, m, _LESION_CODE0 + n)
         lesion_boxes.append(box)
 

@@ -112,3 +112,25 @@ def test_not_assessable_paths():
     assert r["category"] is None and "location" in r["reason"]
     r = resectability(dict(NONE, SMA=250.0), None)
     assert r["category"] == "locally_advanced"
+
+
+@pytest.mark.parametrize("spacing", [(0.75, 0.75, 1.0), (2.0, 2.0, 2.5), (0.8, 0.8, 5.0)])
+def test_organ_contact_distance_rule(spacing):
+    """Touching masks are contact on any grid; a 3 mm fat plane is not."""
+    import numpy as np
+
+    from RadGPTLogic.case import Case, Crop
+    from RadGPTLogic.staging.organ_contact import organ_contacts
+
+    shape = (80, 80, 40)
+    affine = np.diag([*spacing, 1.0])
+    tumour = np.zeros(shape, bool)
+    tumour[10:30, 10:30, 10:30] = True
+    for gap_mm, expected in ((0.0, True), (3.0, False), (6.0, False)):
+        gap = int(np.ceil(gap_mm / spacing[0])) if gap_mm else 0
+        organ = np.zeros(shape, bool)
+        organ[30 + gap:50 + gap, 10:30, 10:30] = True
+        case = Case.from_arrays("C", affine, {"duodenum": organ})
+        got = organ_contacts(case, Crop.from_full(tumour), contact_mm=1.5)
+        assert got["duodenum"] is expected, (spacing, gap_mm)
+        assert got["stomach"] is None  # no mask given

@@ -62,9 +62,14 @@ the unrestricted model has and the contact reads the same.
   cannot be resolved.
 * **Guards** against sections that are not clean cross-sections (near a branch
   point or a vessel's end, rays escape along another lumen): a ray is valid only
-  if its wall lies within ``RAY_CAP_RADII`` (2.5) local radii of ``c``; a section
-  is used only when its centre lies inside the vessel and >= 90 % of its rays
-  are valid.  Invalid rays never count.
+  if its wall lies within ``RAY_CAP_RADII`` (2.5) local radii of ``c`` (2.5 and
+  not 2 so that veins flattened 2:1 still pass); a section is used only when its
+  centre lies inside the vessel and >= 90 % of its rays are valid.  Invalid rays
+  never count.  Where a branch leaves obliquely, a plane of the trunk just past
+  the junction cuts the branch's lumen within that cap: such a section can pick
+  up part of a contact that lies on the branch within a few mm of the junction.
+  The running median below and the branch's own sections (which see the whole
+  contact) keep this from setting the result (Testing/test_contact.py).
 * **Degrees** of a section: the wall points form a polygon; each valid ray owns
   the angle, seen from the polygon's area centroid, half-way to its valid
   neighbours, and the angles of the contact rays are summed (for a centred origin
@@ -83,8 +88,8 @@ the unrestricted model has and the contact reads the same.
 Walls do not depend on the tumour: they are cast for the sections a tumour
 reaches and cached in the model, so a second lesion reuses them.
 
-Accuracy (Testing/test_contact.py; start angle swept every 15 degrees): tubes of
-radius 3-5 mm wrapped by a sector shell on a 0.75 x 0.75 x 1 mm grid, vertical,
+Accuracy (sector start angles swept every 15 degrees; Testing/test_contact.py
+checks a subset): tubes of radius 3-5 mm wrapped by a sector shell on a 0.75 x 0.75 x 1 mm grid, vertical,
 tilted 30 degrees and horizontal, read within 9 degrees of the true sector (mean
 error +1 to +3); on a 0.8 x 0.8 x 2.5 mm grid vertical and tilted vessels within
 8 degrees.  A vessel running horizontally on 2.5 mm slices is cut by sections that
@@ -306,6 +311,8 @@ def prepare_vessel(crop: Crop, affine, near: Crop | None = None, margin_mm: floa
 
     centers, radii = seeds, seed_d
     for it in range(2):
+        if len(centers) == 0:  # every seed fell off the axis (tiny or broken mask)
+            return _empty_model(crop, affine, ray_step_deg)
         reach = np.clip(NEIGHBOURHOOD_RADII * radii, 2.0 * spacing.max(), MAX_NEIGHBOURHOOD_MM)
         centers, tangents, good = _refine(tree, cloud, centers, reach, np.maximum(0.5 * radii, spacing.max()))
         radii = radius_at(centers)
@@ -496,6 +503,7 @@ def contact_degrees(vessel: VesselModel, tumour: Crop, affine, contact_mm: float
     touch = found & (solid >= 0.5 * n_solid) & valid                            # (S, A)
 
     degrees = _smooth_along(vessel.centers[idx], _section_degrees(vessel, idx, dirs, w, valid, touch))
+    degrees = np.clip(degrees, 0.0, 360.0)
     best = int(np.argmax(degrees))
     if degrees[best] <= 0:
         return ContactResult(0.0, None, None, len(idx), n_rejected)

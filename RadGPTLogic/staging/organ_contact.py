@@ -1,8 +1,11 @@
 """Contact between a pancreatic tumour and neighbouring organs (for PNET T staging).
 
-An organ is in contact when any of its voxels lies within ``contact_mm`` of a
-tumour voxel (Euclidean distance between voxel centres, in mm through the voxel
-spacing) or overlaps the tumour.  From masks, contact is the closest observable
+An organ is in contact when its mask touches the tumour's (a voxel of one shares a
+face, an edge or a corner with a voxel of the other, so touching masks are contact
+on any grid, 5 mm slices included), overlaps it, or has a voxel centre within
+``contact_mm`` of a tumour voxel centre (Euclidean, mm through the voxel spacing:
+on fine grids a seam of one unlabelled voxel is still contact).  A 3 mm fat plane
+reads no contact on grids of 2 mm voxels or finer.  From masks, contact is the closest observable
 proxy for AJCC's "invasion"; findings say so.
 """
 
@@ -28,6 +31,7 @@ def organ_contacts(case: Case, tumour: Crop, contact_mm: float, organs=CONTACT_O
     box = np.zeros(shape, bool)
     box[tuple(slice(p, p + n) for p, n in zip(pad, tumour.shape))] = tumour.mask
     near = ndimage.distance_transform_edt(~box, sampling=spacing) <= contact_mm
+    near |= ndimage.binary_dilation(box, structure=np.ones((3, 3, 3), bool))
     out = {}
     for name in organs:
         crop = case.crop(name)
