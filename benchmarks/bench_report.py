@@ -1,16 +1,18 @@
 """Benchmark: `radgpt report` on a full-size phantom against the NIfTI-loading floor.
 
 Case: the synthetic abdomen at 512 x 512 x 300 voxels, 0.75 x 0.75 x 1.0 mm, all
-structures and five lesions (RadGPTLogic.phantom, size="full").
+structures and five lesions, the pancreatic one touching the SMV and the common
+hepatic artery (RadGPTLogic.phantom, size="full", lesions=staging_lesions()).
 
 Measured in one run, each in a fresh process (interpreter start-up included in both):
 
 * **floor**: a plain Python process that only loads the same NIfTI files with nibabel
   (``np.asanyarray(nib.load(f).dataobj)`` for the CT and every mask);
-* **report**: ``radgpt report CASE --out OUT --phase non-contrast``.
+* **report**: ``radgpt report CASE --out OUT --phase venous``.
 
 Wall time is the median of ``--repeat`` runs; peak RSS is the child's ``ru_maxrss``.
-Goals (issue 2): report <= 2 x floor, peak RSS <= 1.5 GB.
+Goals: report <= 2 x floor, peak RSS <= 1.5 GB (issue 2); anatomy and staging add at
+most 0.5 s (issue 3).
 
 Usage::
 
@@ -48,9 +50,29 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, total, file=sys.stderr
 REPORT_CODE = r"""
 import resource, sys
 from RadGPTLogic.cli import main
-rc = main(["report", sys.argv[1], "--out", sys.argv[2], "--phase", "non-contrast"])
+rc = main(["report", sys.argv[1], "--out", sys.argv[2], "--phase", "venous"])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 sys.exit(rc)
+"""
+
+
+BREAKDOWN_CODE = r"""
+import cProfile, json, pstats, sys, time
+from RadGPTLogic.case import Case
+from RadGPTLogic.engine import Engine
+case = Case.from_folder(sys.argv[1])
+prof = cProfile.Profile()
+t0 = time.perf_counter()
+prof.enable()
+Engine(case, "venous").compute()
+prof.disable()
+total = time.perf_counter() - t0
+stats = pstats.Stats(prof).stats
+def cum(name):
+    return sum(v[3] for k, v in stats.items() if k[2] == name and k[0].endswith("engine.py"))
+anatomy = sum(cum(n) for n in ("_anatomy_context", "_liver_location", "_kidney_location",
+                               "_pancreas_location_and_stage"))
+print(json.dumps({"compute_s": round(total, 3), "anatomy_staging_s": round(anatomy, 3)}))
 """
 
 
@@ -66,14 +88,17 @@ def _timed(args: list) -> tuple[float, int]:
 
 
 def make_case(work: Path) -> Path:
-    case = work / "PHANTOM_FULL"
+    case = work / "PHANTOM_FULL_STAGED"
     if (case / "segmentations").is_dir():
         return case
-    from RadGPTLogic.phantom import build_phantom, write_case
-
+    # Built in a child process: Linux children inherit the parent's peak-RSS mark,
+    # which would then show in every measured child's ru_maxrss.
+    code = (
+        "import sys; from RadGPTLogic.phantom import build_phantom, staging_lesions, write_case; "
+        "write_case(build_phantom(size='full', lesions=staging_lesions()), sys.argv[1], case_id=sys.argv[2])"
+    )
     t0 = time.perf_counter()
-    phantom = build_phantom(size="full")
-    write_case(phantom, work, case_id="PHANTOM_FULL")
+    subprocess.run([sys.executable, "-c", code, str(work), case.name], check=True, cwd=REPO)
     print(f"built full-size phantom in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return case
 
@@ -112,8 +137,11 @@ def main() -> int:
             w, r = _timed([sys.executable, "-c", REPORT_CODE, str(case), str(Path(tmp) / "out")])
         reports.append(w)
         report_rss.append(r)
+    proc = subprocess.run([sys.executable, "-c", BREAKDOWN_CODE, str(case)], capture_output=True, text=True,
+                          cwd=REPO, check=True)
+    breakdown = json.loads(proc.stdout.strip().splitlines()[-1])
     result = {
-        "case": "phantom full 512x512x300 @0.75x0.75x1.0 mm, 5 lesions",
+        "case": "phantom full 512x512x300 @0.75x0.75x1.0 mm, 5 lesions, staged PDAC",
         "files": n_files,
         "files_mb": round(size_mb, 1),
         "floor_s": round(statistics.median(floors), 2),
@@ -121,6 +149,10 @@ def main() -> int:
         "ratio": round(statistics.median(reports) / statistics.median(floors), 2),
         "floor_peak_rss_mb": max(floor_rss),
         "report_peak_rss_mb": max(report_rss),
+        # Engine.compute alone (cProfile on, so slightly pessimistic) and the part of it
+        # spent on anatomy and staging (first call: includes their imports).
+        "compute_s": breakdown["compute_s"],
+        "anatomy_staging_s": breakdown["anatomy_staging_s"],
         "machine": machine(),
         "repeat": args.repeat,
     }
@@ -128,7 +160,8 @@ def main() -> int:
     if args.write_results:
         row = (
             f"| {time.strftime('%Y-%m-%d')} | {result['floor_s']} | {result['report_s']} | {result['ratio']} | "
-            f"{result['report_peak_rss_mb']} | {result['floor_peak_rss_mb']} | {result['machine']} |\n"
+            f"{result['report_peak_rss_mb']} | {result['floor_peak_rss_mb']} | {result['compute_s']} | "
+            f"{result['anatomy_staging_s']} | {result['machine']} |\n"
         )
         with open(HERE / "RESULTS.md", "a", encoding="utf-8") as fh:
             fh.write(row)
