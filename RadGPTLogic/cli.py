@@ -33,7 +33,7 @@ def _report_files(findings, case=None, derived=None) -> dict:
     return files
 
 
-def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None):
+def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None, rules=None):
     """Load a case folder, compute findings and write the outputs atomically.
 
     Outputs: findings.json, report.txt, report.html, and ``derived/<name>.nii.gz`` for
@@ -42,9 +42,10 @@ def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False
     from .case import Case
     from .engine import Engine
     from .io.atomic import write_files_atomically
+    from .rules import DEFAULT_RULES
 
     case = Case.from_folder(case_dir, resample=resample)
-    engine = Engine(case, phase=phase)
+    engine = Engine(case, phase=phase, rules=rules or DEFAULT_RULES)
     findings = engine.compute()
     if warn is not None:
         for line in findings.warnings:
@@ -54,7 +55,12 @@ def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False
 
 
 def _cmd_report(args) -> int:
-    findings = run_report(args.case_dir, args.out, args.phase, args.resample, warn=_warn)
+    from dataclasses import replace
+
+    from .rules import DEFAULT_RULES
+
+    rules = replace(DEFAULT_RULES, t4_rule=args.t4_rule)
+    findings = run_report(args.case_dir, args.out, args.phase, args.resample, warn=_warn, rules=rules)
     print(f"{findings.case_id}: {len(findings.lesions)} lesion(s), {len(findings.organs)} organ(s) -> {args.out}")
     return 0
 
@@ -112,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--phase", choices=PHASE_CHOICES, default="unknown", help="contrast phase (default: unknown)")
     r.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
+    r.add_argument("--t4-rule", choices=("encasement", "any_contact"), default="encasement",
+                   help="AJCC T4 for CA/SMA/CHA: > 180 degrees of contact (default) or any solid contact")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     r.set_defaults(func=_cmd_report)
 

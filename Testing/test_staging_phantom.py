@@ -149,3 +149,32 @@ def test_vessel_work_is_done_once_per_case(staged):
     misses = eng.stats["misses"]
     eng.compute()
     assert eng.stats["misses"] == misses
+
+
+def test_report_writes_pancreas_parts_that_can_be_read_back(tmp_path, staged):
+    """derived/pancreas_*.nii.gz partition the pancreas on the CT grid and work as input masks."""
+    import nibabel as nib
+
+    case_dir = write_case(staged, tmp_path, case_id="S", axcodes="LPS")
+    run_cli("report", case_dir, "--out", tmp_path / "out", "--phase", "venous", "--t4-rule", "any_contact",
+            check=True)
+    f = load_findings(tmp_path / "out")
+    pdac = next(l for l in f["lesions"] if l["organ"] == "pancreas")
+    assert pdac["t_stage"] == "T4"  # any contact with the CHA under --t4-rule any_contact
+    pancreas_img = nib.load(case_dir / "segmentations" / "pancreas.nii.gz")
+    pancreas = np.asarray(pancreas_img.dataobj) > 0
+    total = np.zeros(pancreas.shape, int)
+    for part in ("head", "neck", "body", "tail"):
+        img = nib.load(tmp_path / "out" / "derived" / f"pancreas_{part}.nii.gz")
+        assert np.allclose(img.affine, pancreas_img.affine, atol=1e-4) and img.shape == pancreas.shape
+        total += np.asarray(img.dataobj).astype(int)
+    assert np.array_equal(total, pancreas.astype(int))
+    # The parts, copied into the case, are used as given masks on the next run.
+    for p in (tmp_path / "out" / "derived").iterdir():
+        (case_dir / "segmentations" / p.name).write_bytes(p.read_bytes())
+    run_cli("report", case_dir, "--out", tmp_path / "out2", "--phase", "venous", check=True)
+    f2 = load_findings(tmp_path / "out2")
+    assert f2["anatomy"]["pancreas_parts"]["method"] == "masks"
+    pdac2 = next(l for l in f2["lesions"] if l["organ"] == "pancreas")
+    assert pdac2["location"] == pdac["location"]
+    assert not (tmp_path / "out2" / "derived").exists()
