@@ -1,0 +1,1 @@
+"""LLM access through the ``openai`` client (off unless an endpoint is configured)."""
