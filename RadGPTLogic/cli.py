@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="case folder to create")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     i.set_defaults(func=_cmd_import)
+
+    # Sub-commands that live with their own code (their heavy imports stay inside).
+    from .evaluate.evaluate_cli import register as register_evaluate
+
+    register_evaluate(sub)
     return p
 
 
