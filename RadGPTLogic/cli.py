@@ -14,16 +14,25 @@ from pathlib import Path
 PHASE_CHOICES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
 
 
-def _report_files(findings, case=None, derived=None) -> dict:
+def _report_files(findings, case=None, derived=None, template_dir=None) -> dict:
     """Everything ``radgpt report`` writes: name (relative to OUT_DIR) -> content."""
-    from .report.structured import render_html, render_text
+    import jinja2
+
+    from .errors import InputError
+    from .report.structured import render_html, render_markdown, render_text
 
     data = findings.to_dict()
-    files = {
-        "findings.json": findings.to_json(),
-        "report.txt": render_text(data),
-        "report.html": render_html(data),
-    }
+    try:
+        files = {
+            "findings.json": findings.to_json(),
+            "report.txt": render_text(data, template_dir=template_dir),
+            "report.md": render_markdown(data, template_dir=template_dir),
+            "report.html": render_html(data, case=case, template_dir=template_dir),
+        }
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or template_dir or "report template"
+        line = getattr(exc, "lineno", None)
+        raise InputError(where, f"template error{f' at line {line}' if line else ''}: {exc.message}") from None
     if derived:
         from .io.export import mask_nifti_bytes
 
@@ -33,24 +42,30 @@ def _report_files(findings, case=None, derived=None) -> dict:
     return files
 
 
-def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None, rules=None):
+def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None, rules=None,
+               template_dir=None):
     """Load a case folder, compute findings and write the outputs atomically.
 
-    Outputs: findings.json, report.txt, report.html, and ``derived/<name>.nii.gz`` for
-    masks the engine computed (pancreas head/neck/body/tail when not given).
+    Outputs: findings.json, report.txt, report.md, report.html (with key images), and
+    ``derived/<name>.nii.gz`` for masks the engine computed (pancreas head/neck/body/tail
+    when not given).  ``template_dir`` holds an institution's templates overriding the
+    shipped ones by file name.
     """
     from .case import Case
     from .engine import Engine
     from .io.atomic import write_files_atomically
+    from .errors import InputError
     from .rules import DEFAULT_RULES
 
+    if template_dir is not None and not Path(template_dir).is_dir():
+        raise InputError(template_dir, "template folder does not exist")
     case = Case.from_folder(case_dir, resample=resample)
     engine = Engine(case, phase=phase, rules=rules or DEFAULT_RULES)
     findings = engine.compute()
     if warn is not None:
         for line in findings.warnings:
             warn(line)
-    write_files_atomically(out_dir, _report_files(findings, case, engine.derived_masks()))
+    write_files_atomically(out_dir, _report_files(findings, case, engine.derived_masks(), template_dir))
     return findings
 
 
@@ -60,7 +75,8 @@ def _cmd_report(args) -> int:
     from .rules import DEFAULT_RULES
 
     rules = replace(DEFAULT_RULES, t4_rule=args.t4_rule)
-    findings = run_report(args.case_dir, args.out, args.phase, args.resample, warn=_warn, rules=rules)
+    findings = run_report(args.case_dir, args.out, args.phase, args.resample, warn=_warn, rules=rules,
+                          template_dir=args.templates)
     print(f"{findings.case_id}: {len(findings.lesions)} lesion(s), {len(findings.organs)} organ(s) -> {args.out}")
     return 0
 
@@ -73,7 +89,7 @@ def _cmd_demo(args) -> int:
     case_dir = write_case(phantom, out / "case", case_id="PHANTOM_0001")
     findings = run_report(case_dir, out / "report", args.phase, warn=_warn)
     print(f"Synthetic case written to {case_dir}")
-    print(f"Report written to {out / 'report'} (findings.json, report.txt, report.html)\n")
+    print(f"Report written to {out / 'report'} (findings.json, report.txt, report.md, report.html)\n")
     print((out / "report" / "report.txt").read_text(encoding="utf-8"))
     return 0 if findings else 1
 
@@ -118,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--phase", choices=PHASE_CHOICES, default="unknown", help="contrast phase (default: unknown)")
     r.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
+    r.add_argument("--templates", help="folder of institution templates overriding the shipped ones by file name")
     r.add_argument("--t4-rule", choices=("encasement", "any_contact"), default="encasement",
                    help="AJCC T4 for CA/SMA/CHA: > 180 degrees of contact (default) or any solid contact")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")

@@ -238,3 +238,17 @@ def test_existing_out_dir_is_not_clobbered_on_failure(simple_case, tmp_path):
 def test_debug_shows_traceback(tmp_path):
     proc = run_cli("report", tmp_path / "nope", "--out", tmp_path / "o", "--debug")
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_institution_templates_option(simple_case, tmp_path):
+    tpl = tmp_path / "tpl"
+    tpl.mkdir()
+    (tpl / "report.txt.j2").write_text("ST. ELSEWHERE {{ findings.case_id }}: {{ findings.lesions | length }} lesions\n")
+    run_cli("report", simple_case, "--out", tmp_path / "o1", "--templates", tpl, check=True)
+    assert (tmp_path / "o1" / "report.txt").read_text() == "ST. ELSEWHERE CASE_0001: 2 lesions\n"
+    assert "FINDINGS" in (tmp_path / "o1" / "report.md").read_text().upper()  # shipped template fills in
+    out = tmp_path / "o2"
+    _assert_clean_failure(run_cli("report", simple_case, "--out", out, "--templates", tmp_path / "nope"), out, "nope")
+    (tpl / "report.txt.j2").write_text("{% if %}broken\n")
+    proc = run_cli("report", simple_case, "--out", out, "--templates", tpl)
+    _assert_clean_failure(proc, out, "report.txt.j2")

@@ -1,226 +1,370 @@
-"""Plain structured report (report.txt) rendered from findings.json.
+"""Structured reports (report.txt, report.md, report.html) rendered from findings.json.
 
-Nothing here measures: every number comes from the findings dict, rounded for
-display only (diameters in cm to 1 decimal, volumes in mL to 1 decimal, HU to
-whole numbers).
+The wording lives in jinja2 templates shipped in ``RadGPTLogic/report/templates``:
+
+- ``report.txt.j2``, ``report.md.j2``, ``report.html.j2``: one per output format;
+- ``_macros.j2``: the sentences all three share (organ, lesion, staging, impression);
+- ``_style.css.j2``: the HTML page's inline style sheet.
+
+An institution overrides any of them by file name: ``template_dir`` is searched first
+and the package's templates fill in the rest.  The shipped templates are also
+reachable as ``radgpt/<name>``, so an override can extend the original and replace
+only a block, e.g. ``{% extends "radgpt/report.txt.j2" %}{% block impression %}...``.
+
+Nothing here measures: every number comes from the findings dict and is only rounded
+for display, by the filters in :data:`FILTERS` (diameters in cm to 1 decimal, volumes
+in mL to 1 decimal, HU and degrees to whole numbers).  This module only orders and
+groups (sections, the impression's ranking), and the templates only word it.
 """
 
 from __future__ import annotations
 
-import html
+import functools
+import importlib.resources
+import os
+import re
+from pathlib import Path
 
-ORGAN_TITLES = {
-    "liver": "Liver", "spleen": "Spleen", "pancreas": "Pancreas", "kidney_right": "Right kidney",
-    "kidney_left": "Left kidney", "gall_bladder": "Gallbladder", "stomach": "Stomach",
-    "duodenum": "Duodenum", "colon": "Colon", "intestine": "Small intestine", "esophagus": "Esophagus",
-    "adrenal_gland_right": "Right adrenal gland", "adrenal_gland_left": "Left adrenal gland",
-    "common_bile_duct": "Common bile duct", "bladder": "Urinary bladder",
+import jinja2
+import markupsafe
+
+TEMPLATE_PACKAGE = __package__ or "RadGPTLogic.report"
+TEMPLATE_FOLDER = "templates"
+
+CONTRAST_PHASES = ("arterial", "venous", "delayed")
+# Findings sections in reading order; other organs follow in findings order.
+SECTIONS = (
+    ("liver", ("liver",), "liver"),
+    ("spleen", ("spleen",), None),
+    ("pancreas", ("pancreas",), "pancreas"),
+    ("kidneys", ("kidney_right", "kidney_left"), "kidney"),
+)
+T_ORDER = ("T1a", "T1b", "T1c", "T1", "T2", "T3", "T4")
+
+
+# ----------------------------------------------------------------- filters
+def _fixed(value, decimals: int) -> str:
+    text = f"{float(value):.{decimals}f}"
+    if text.startswith("-") and float(text) == 0.0:
+        text = text[1:]
+    return text
+
+
+def fmt_cm(mm) -> str:
+    """Millimetres shown as centimetres, 1 decimal: 29.53 -> '3.0'."""
+    return "n/a" if mm is None else _fixed(float(mm) / 10.0, 1)
+
+
+def fmt_mm(mm) -> str:
+    """Millimetres, 1 decimal (caliper labels)."""
+    return "n/a" if mm is None else _fixed(mm, 1)
+
+
+def fmt_ml(ml) -> str:
+    """Millilitres, 1 decimal."""
+    return "n/a" if ml is None else _fixed(ml, 1)
+
+
+def fmt_mm3(ml) -> str:
+    """A volume in mL shown in cubic millimetres, 1 decimal."""
+    return "n/a" if ml is None else _fixed(float(ml) * 1000.0, 1)
+
+
+def fmt_hu(hu) -> str:
+    """Hounsfield units, whole numbers."""
+    return "n/a" if hu is None else _fixed(hu, 0)
+
+
+def fmt_deg(deg) -> str:
+    """Contact angle in whole degrees; 1 decimal near 180 so the number never contradicts
+    the abutment (<= 180) / encasement (> 180) word."""
+    if deg is None:
+        return "n/a"
+    d = float(deg)
+    return _fixed(d, 1) if 179.5 <= d <= 180.5 and d != 180.0 else _fixed(d, 0)
+
+
+def fmt_pct(fraction) -> str:
+    """A fraction 0..1 as a whole percentage (no % sign)."""
+    return "n/a" if fraction is None else _fixed(float(fraction) * 100.0, 0)
+
+
+def fmt_ratio(value) -> str:
+    """A ratio, 2 decimals."""
+    return "n/a" if value is None else _fixed(value, 2)
+
+
+def fmt_num(value) -> str:
+    """A rule threshold as written in the rules (``%g``)."""
+    return "n/a" if value is None else f"{float(value):g}"
+
+
+def squash(text) -> str:
+    """Collapse runs of whitespace to one space and strip (for sentence macros)."""
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def capfirst(text) -> str:
+    text = str(text)
+    return text[:1].upper() + text[1:]
+
+
+def plain(text) -> markupsafe.Markup:
+    """Escape a macro's output as text in an autoescaped (HTML) template.
+
+    jinja2 marks a macro's return value as safe when the caller autoescapes, but the
+    sentence macros live in a template without autoescaping, so their output is plain
+    text that still needs escaping (``str()`` drops the safe mark first).
+    """
+    return markupsafe.escape(str(text))
+
+
+def and_join(items) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = [str(x) for x in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+FILTERS = {
+    "cm": fmt_cm, "mm": fmt_mm, "ml": fmt_ml, "mm3": fmt_mm3, "hu": fmt_hu, "deg": fmt_deg,
+    "pct": fmt_pct, "ratio": fmt_ratio, "num": fmt_num, "squash": squash, "capfirst": capfirst,
+    "and_join": and_join, "plain": plain,
 }
-PHASE_TITLES = {
-    "non-contrast": "Non-contrast CT", "arterial": "CT, arterial phase", "venous": "CT, portal-venous phase",
-    "delayed": "CT, delayed phase", "unknown": "CT, phase not specified",
-}
-KIND_WORDS = {"lesion": "lesion", "tumor": "tumor", "cyst": "cyst", "pdac": "PDAC", "pnet": "PNET"}
-ATTENUATION_WORDS = {"hypo": "hypoattenuating", "iso": "isoattenuating", "hyper": "hyperattenuating"}
-# Sections in reading order; lesions of "kidney" go under both kidneys' section.
-SECTION_ORDER = ("liver", "spleen", "pancreas", "kidneys")
 
 
-def cm(mm: float) -> str:
-    return f"{mm / 10.0:.1f}"
+# ------------------------------------------------------------- environment
+def _package_source(name: str):
+    """Loader function: a shipped template's source via importlib.resources (works from wheels and zips)."""
+    if ".." in name.split("/"):
+        return None
+    res = importlib.resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_FOLDER, *name.split("/"))
+    try:
+        if not res.is_file():
+            return None
+        source = res.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        return None
+    return source, str(res) if isinstance(res, Path) else None, lambda: True
 
 
-def ml(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} mL"
+def _autoescape(name) -> bool:
+    return name is not None and ".html" in name
 
 
-def hu(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f} HU"
+@functools.lru_cache(maxsize=16)
+def _environment(template_dir: str | None) -> jinja2.Environment:
+    package = jinja2.FunctionLoader(_package_source)
+    loaders = []
+    if template_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(template_dir))
+    loaders += [package, jinja2.PrefixLoader({"radgpt": package})]
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=_autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.ChainableUndefined,
+    )
+    env.filters.update(FILTERS)
+    return env
 
 
-def lesion_title(lesion: dict) -> str:
-    organ = {"liver": "Liver", "pancreas": "Pancreatic", "kidney": "Kidney"}[lesion["organ"]]
-    return f"{organ} {KIND_WORDS.get(lesion['kind'], lesion['kind'])}"
+def get_environment(template_dir=None) -> jinja2.Environment:
+    """The jinja2 environment: ``template_dir`` (if given) first, then the shipped templates."""
+    if template_dir is not None:
+        template_dir = os.fspath(Path(template_dir).expanduser().resolve())
+        if not Path(template_dir).is_dir():
+            raise FileNotFoundError(f"template folder does not exist: {template_dir}")
+    return _environment(template_dir)
 
 
-def lesion_line(lesion: dict, organs: dict) -> str:
-    """One lesion: size, slice, volume, attenuation, location."""
-    parts = [
-        f"{cm(lesion['longest_diameter_mm'])} x {cm(lesion['perpendicular_diameter_mm'])} cm "
-        f"(image {lesion['slice_index']})",
-        f"volume {ml(lesion['volume_ml'])}",
-    ]
-    if lesion.get("mean_hu") is not None:
-        ref = lesion.get("attenuation_reference")
-        ref_hu = organs.get(ref, {}).get("mean_hu") if ref else None
-        word = ATTENUATION_WORDS.get(lesion.get("attenuation"), "attenuation not classified")
-        vs = f" vs {ORGAN_TITLES.get(ref, ref).lower()} {hu(ref_hu)}" if ref_hu is not None else ""
-        parts.append(f"{word} ({hu(lesion['mean_hu'])}{vs})")
-    side = f", {lesion['side']} side" if lesion.get("side") else ""
-    loc = lesion.get("location") or {}
-    where = []
-    if loc.get("couinaud"):
-        where.append("segment " + "/".join(loc["couinaud"]))
-    if loc.get("pancreas_part"):
-        where.append(loc["pancreas_part"])
-    if loc.get("kidney_pole"):
-        where.append(f"{loc['kidney_pole']} pole")
-    location = f"; location: {', '.join(where)}" if where else ""
-    if not where and lesion.get("location_note"):
-        location = f"; {lesion['location_note']}"
-    if lesion.get("exophytic_fraction") is not None:
-        location += f"; {lesion['exophytic_fraction'] * 100:.0f}% exophytic"
-    return f"{lesion_title(lesion)} {lesion['id'].rsplit('_', 1)[-1]}{side}: " + ", ".join(parts) + location + "."
+# ----------------------------------------------------------------- context
+def _lesion_number(lesion: dict) -> str:
+    return str(lesion.get("id", "")).rsplit("_", 1)[-1]
 
 
-VESSEL_NAMES = {
-    "SMA": "SMA", "CA": "celiac axis", "CHA": "common hepatic artery", "SMV": "SMV", "PV": "portal vein",
-    "aorta": "aorta", "IVC": "IVC",
-}
-
-
-def staging_lines(lesion: dict) -> list:
-    """Vascular involvement, T stage and resectability of a staged pancreatic lesion."""
-    contact = lesion.get("vessel_contact_deg")
-    if not contact:
-        return []
-    lines = []
-    touched = [(k, d) for k, d in contact.items() if d]
-    for key, deg in touched:
-        word = "encasement" if deg > 180 else "abutment"
-        lines.append(f"{VESSEL_NAMES[key]}: solid tumor contact {deg:.0f} degrees ({word}).")
-    free = [VESSEL_NAMES[k] for k, d in contact.items() if d == 0]
-    if free:
-        lines.append("No tumor contact: " + ", ".join(free) + ".")
-    missing = [VESSEL_NAMES[k] for k, d in contact.items() if d is None]
-    if missing:
-        lines.append("Not assessable (no mask): " + ", ".join(missing) + ".")
-    organs = [o.replace("_", " ") for o, c in (lesion.get("organ_contact") or {}).items() if c]
-    if organs:
-        lines.append("Contact with adjacent organs: " + ", ".join(organs) + ".")
-    if lesion.get("t_stage"):
-        lines.append(f"T stage (AJCC 8th): {lesion['t_stage']} ({lesion.get('t_stage_basis')}; {lesion.get('t_stage_rule')}).")
-    detail = lesion.get("resectability_detail") or {}
-    if lesion.get("resectability"):
-        drivers = "; ".join(detail.get("drivers") or []) or "no vascular contact"
-        lines.append(f"Resectability (NCCN): {lesion['resectability'].replace('_', ' ')} ({drivers}).")
-    elif detail.get("reason"):
-        lines.append(f"Resectability (NCCN): {detail['reason']}.")
-    return lines
-
-
-def organ_line(name: str, entry: dict) -> str:
-    bits = []
-    if entry.get("volume_ml") is not None:
-        size = {"no": "normal size", "enlarged": "enlarged", "massively_enlarged": "massively enlarged"}.get(
-            entry.get("enlarged"), "no size rule"
-        )
-        bits.append(f"{size} (volume {ml(entry['volume_ml'])})")
-    else:
-        bits.append("volume not assessable (organ cut by the scan edge)")
-    if entry.get("mean_hu") is not None:
-        bits.append(f"mean attenuation {hu(entry['mean_hu'])}")
-    if entry.get("steatosis") is True:
-        bits.append("fatty infiltration" if name == "liver" else "fatty infiltration (P/S < 0.7)")
-    elif entry.get("steatosis") is False:
-        bits.append("no steatosis" if name == "liver" else "no fatty infiltration")
-    if entry.get("possible_steatosis"):
-        bits.append("low attenuation, possible steatosis")
-    return f"{ORGAN_TITLES.get(name, name)}: " + "; ".join(bits) + "."
+def _t_rank(lesion: dict) -> int:
+    t = lesion.get("t_stage")
+    return T_ORDER.index(t) if t in T_ORDER else -1
 
 
 def _impression(findings: dict) -> list:
-    lines = []
-    organs = findings["organs"]
-    for name, entry in organs.items():
-        if entry.get("enlarged") in ("enlarged", "massively_enlarged"):
-            lines.append(f"{entry['enlarged'].replace('_', ' ').capitalize()} {ORGAN_TITLES.get(name, name).lower()}.")
-    if organs.get("liver", {}).get("steatosis"):
-        lines.append("Hepatic steatosis.")
-    if organs.get("pancreas", {}).get("steatosis"):
-        lines.append("Fatty pancreas.")
-    by_organ: dict = {}
-    for lesion in findings["lesions"]:
-        by_organ.setdefault(lesion["organ"], []).append(lesion)
-    ranked = sorted(by_organ.items(), key=lambda kv: -max(l["longest_diameter_mm"] for l in kv[1]))
-    for organ, lesions in ranked:
-        big = max(lesions, key=lambda l: l["longest_diameter_mm"])
-        size = f"{cm(big['longest_diameter_mm'])} x {cm(big['perpendicular_diameter_mm'])} cm"
-        noun = {"liver": "liver", "pancreas": "pancreatic", "kidney": "kidney"}[organ]
-        if len(lesions) == 1:
-            side = f" ({big['side']})" if big.get("side") else ""
-            lines.append(f"One {noun} {KIND_WORDS[big['kind']]}{side}, {size}.")
-        else:
-            lines.append(f"{len(lesions)} {noun} lesions; the largest ({big['id']}) measures {size}.")
-        staged = [l for l in lesions if l.get("t_stage")]
-        if staged:
-            order = ["T1a", "T1b", "T1c", "T1", "T2", "T3", "T4"]
-            worst = max(staged, key=lambda l: order.index(l["t_stage"]) if l["t_stage"] in order else -1)
-            text = f"Clinical stage: {worst['t_stage']}NxMx"
-            if worst.get("resectability"):
-                text += f"; NCCN {worst['resectability'].replace('_', ' ')}"
-            lines.append(text + ".")
-    if not findings["lesions"]:
-        lines.append("No liver, pancreatic or kidney lesion in the masks provided.")
-    return lines
+    """Impression items, most significant first.
 
-
-def render_text(findings: dict) -> str:
-    """The structured report as plain text."""
-    organs = findings["organs"]
-    out = [f"RADGPT STRUCTURED REPORT - case {findings['case_id']}", PHASE_TITLES.get(findings["phase"], findings["phase"]), ""]
-    out.append("FINDINGS:")
-    lesions_by_section: dict = {}
-    for lesion in findings["lesions"]:
-        section = "kidneys" if lesion["organ"] == "kidney" else lesion["organ"]
-        lesions_by_section.setdefault(section, []).append(lesion)
-    subs_by_section: dict = {}
-    for sub in findings.get("sub_threshold_lesions", []):
-        section = "kidneys" if sub["organ"] == "kidney" else sub["organ"]
-        subs_by_section.setdefault(section, []).append(sub)
-    shown = set()
-    for section in SECTION_ORDER:
-        names = ("kidney_right", "kidney_left") if section == "kidneys" else (section,)
-        present = [n for n in names if n in organs]
-        if not present and section not in lesions_by_section:
+    1. staged pancreatic tumours (highest T, then largest), 2. other lesions grouped by
+    organ and kind, the group with the largest lesion first, 3. organ enlargement
+    (massive first), 4. steatosis, 5. "no lesion" when there is none.
+    """
+    organs = findings.get("organs", {})
+    lesions = findings.get("lesions", [])
+    items = []
+    staged = [l for l in lesions if l.get("t_stage")]
+    staged_ids = {id(l) for l in staged}
+    staged.sort(key=lambda l: (-_t_rank(l), -(l.get("longest_diameter_mm") or 0.0), l.get("id", "")))
+    for lesion in staged:
+        contact = lesion.get("vessel_contact_deg") or {}
+        touched = sorted(((k, d) for k, d in contact.items() if d), key=lambda kv: -kv[1])
+        items.append({
+            "kind": "staged", "lesion": lesion,
+            "encased": [kv for kv in touched if kv[1] > 180],
+            "abutted": [kv for kv in touched if kv[1] <= 180],
+        })
+    groups: dict = {}
+    for lesion in lesions:
+        if id(lesion) in staged_ids:
             continue
-        for n in present:
-            out.append(organ_line(n, organs[n]))
-            shown.add(n)
-        if not present:
-            out.append(f"{section.capitalize()}: no organ mask given.")
-        for lesion in lesions_by_section.get(section, []):
-            out.append("  " + lesion_line(lesion, organs))
-            out += ["    " + line for line in staging_lines(lesion)]
-        for sub in subs_by_section.get(section, []):
-            out.append(
-                f"  {sub['count']} further {sub['mask'].replace('_', ' ')} component(s) below "
-                f"{sub['floor_mm3']:g} mm3 (total {sub['total_volume_ml'] * 1000:.1f} mm3), not measured."
-            )
+        groups.setdefault((lesion["organ"], lesion["kind"]), []).append(lesion)
+    ranked = []
+    for (organ, kind), members in groups.items():
+        largest = max(members, key=lambda l: (l.get("longest_diameter_mm") or 0.0, l.get("volume_ml") or 0.0))
+        classes = {l.get("attenuation") for l in members}
+        ranked.append({
+            "kind": "lesions", "organ": organ, "lesion_kind": kind, "count": len(members), "largest": largest,
+            "lesions": members, "attenuation": classes.pop() if len(classes) == 1 else None,
+        })
+    ranked.sort(key=lambda g: (-(g["largest"].get("longest_diameter_mm") or 0.0), g["largest"].get("id", "")))
+    items += ranked
+    enlarged = [(n, o) for n, o in organs.items() if o.get("enlarged") in ("massively_enlarged", "enlarged")]
+    enlarged.sort(key=lambda no: no[1]["enlarged"] != "massively_enlarged")
+    items += [{"kind": "enlarged", "name": n, "organ_entry": o} for n, o in enlarged]
+    if organs.get("liver", {}).get("steatosis") is True:
+        items.append({"kind": "steatosis", "name": "liver", "organ_entry": organs["liver"]})
+    elif organs.get("liver", {}).get("possible_steatosis") is True:
+        items.append({"kind": "possible_steatosis", "name": "liver", "organ_entry": organs["liver"]})
+    if organs.get("pancreas", {}).get("steatosis") is True:
+        items.append({"kind": "fatty_pancreas", "name": "pancreas", "organ_entry": organs["pancreas"]})
+    if not lesions:
+        items.append({"kind": "no_lesion"})
+    return items
+
+
+def _sections(findings: dict) -> list:
+    organs = findings.get("organs", {})
+    lesions = findings.get("lesions", [])
+    subs = findings.get("sub_threshold_lesions", [])
+    out, shown = [], set()
+    for key, names, lesion_organ in SECTIONS:
+        present = [n for n in names if n in organs]
+        mine = [l for l in lesions if lesion_organ and l.get("organ") == lesion_organ]
+        small = [s for s in subs if lesion_organ and s.get("organ") == lesion_organ]
+        if not present and not mine and not small:
+            continue
+        shown.update(present)
+        out.append({
+            "key": key, "organs": [{"name": n, "entry": organs[n]} for n in present],
+            "missing": [n for n in names if n not in organs] if not present else [],
+            "lesions": mine, "sub_threshold": small,
+        })
     for name, entry in organs.items():
         if name not in shown:
-            out.append(organ_line(name, entry))
-    if findings.get("not_assessable"):
-        out += ["", "NOT ASSESSABLE:"]
-        out += [f"- {item['what']}: {item['why']}" for item in findings["not_assessable"]]
-    out += ["", "IMPRESSION:"]
-    out += [f"{i}. {line}" for i, line in enumerate(_impression(findings), start=1)]
-    return "\n".join(out) + "\n"
+            out.append({"key": name, "organs": [{"name": name, "entry": entry}], "missing": [],
+                        "lesions": [], "sub_threshold": []})
+    return out
 
 
-def render_html(findings: dict) -> str:
-    """A minimal self-contained HTML page: organ table and the text report (key images come later)."""
-    rows = "".join(
-        f"<tr><td>{html.escape(ORGAN_TITLES.get(n, n))}</td><td>{ml(e.get('volume_ml'))}</td>"
-        f"<td>{hu(e.get('mean_hu'))}</td><td>{html.escape(str(e.get('enlarged')))}</td></tr>"
-        for n, e in findings["organs"].items()
-    )
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>RadGPT report {html.escape(findings['case_id'])}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:2px 8px}pre{white-space:pre-wrap}</style></head><body>"
-        f"<h1>Case {html.escape(findings['case_id'])}</h1>"
-        "<table><tr><th>Organ</th><th>Volume</th><th>Mean HU</th><th>Enlarged</th></tr>"
-        f"{rows}</table><pre>{html.escape(render_text(findings))}</pre></body></html>\n"
-    )
+def _staging(lesion: dict) -> dict | None:
+    """Vessels and organs of a staged lesion, sorted for wording (contact first, largest angle first)."""
+    contact = lesion.get("vessel_contact_deg")
+    if not isinstance(contact, dict):
+        return None
+    organs = lesion.get("organ_contact") or {}
+    return {
+        "contacts": sorted(((k, d) for k, d in contact.items() if d), key=lambda kv: -kv[1]),
+        "free": [k for k, d in contact.items() if d is not None and not d],
+        "missing": [k for k, d in contact.items() if d is None],
+        "organs_touching": [o for o, c in organs.items() if c is True],
+        "organs_free": [o for o, c in organs.items() if c is False],
+        "organs_unknown": [o for o, c in organs.items() if c is None],
+    }
+
+
+def _has_ct(findings: dict) -> bool:
+    """Whether the case had a CT: any HU value in the findings, else a CT among the inputs."""
+    values = [o.get("mean_hu") for o in findings.get("organs", {}).values()]
+    values += [l.get("mean_hu") for l in findings.get("lesions", [])]
+    if any(v is not None for v in values):
+        return True
+    inputs = (findings.get("provenance") or {}).get("inputs")
+    return isinstance(inputs, dict) and "ct" in inputs
+
+
+def _lesion_notes(findings: dict) -> dict:
+    """lesion id -> not-assessable items about it ("kidney pole: ...") not already worded elsewhere
+    (its location_note, its resectability reason)."""
+    out = {}
+    for lesion in findings.get("lesions", []):
+        lid = lesion.get("id")
+        said = [lesion.get("location_note") or "", (lesion.get("resectability_detail") or {}).get("reason") or ""]
+        notes = []
+        for item in findings.get("not_assessable", []):
+            what, why = str(item.get("what", "")), str(item.get("why", ""))
+            if not what.startswith(f"{lid} ") or any(why and why in text for text in said):
+                continue
+            notes.append(f"{what[len(lid) + 1:]}: {why}")
+        out[lid] = notes
+    return out
+
+
+def report_context(findings: dict, key_images: dict | None = None, key_image_note: str | None = None) -> dict:
+    """Everything the templates see.
+
+    ``f`` (also ``findings``) is the findings dict itself; the rest is ordering and grouping only.
+    """
+    phase = findings.get("phase", "unknown")
+    rules = (findings.get("provenance") or {}).get("rules") or {}
+    return {
+        "f": findings,
+        "findings": findings,  # the same dict under a self-explanatory name, for institution templates
+        "case_id": findings.get("case_id", ""),
+        "phase": phase,
+        "contrast": phase in CONTRAST_PHASES,
+        "has_ct": _has_ct(findings),
+        "rules": rules,
+        "sections": _sections(findings),
+        "impression": _impression(findings),
+        "not_assessable": findings.get("not_assessable", []),
+        "warnings": findings.get("warnings", []),
+        "lesion_number": {l.get("id"): _lesion_number(l) for l in findings.get("lesions", [])},
+        "staging": {l.get("id"): _staging(l) for l in findings.get("lesions", [])},
+        "lesion_notes": _lesion_notes(findings),
+        "key_images": key_images or {},
+        "key_image_note": key_image_note,
+    }
+
+
+# -------------------------------------------------------------------- API
+def _render(name: str, context: dict, template_dir) -> str:
+    text = get_environment(template_dir).get_template(name).render(context)
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip("\n") + "\n"
+
+
+def render_text(findings: dict, template_dir=None) -> str:
+    """The structured report as plain text (report.txt)."""
+    return _render("report.txt.j2", report_context(findings), template_dir)
+
+
+def render_markdown(findings: dict, template_dir=None) -> str:
+    """The structured report as Markdown (report.md)."""
+    return _render("report.md.j2", report_context(findings), template_dir)
+
+
+def render_html(findings: dict, case=None, template_dir=None) -> str:
+    """One self-contained HTML page: organ table, structured report and, given the
+    :class:`~RadGPTLogic.case.Case`, a key image per lesion (inline PNG data URIs)."""
+    images, note = {}, None
+    if case is None:
+        note = "no key images (the renderer was not given the case's CT and masks)"
+    else:
+        from .keyimages import key_images
+
+        for lesion_id, ki in key_images(case, findings).items():
+            images[lesion_id] = {
+                "src": ki.data_uri(), "width": ki.width, "height": ki.height, "note": ki.note,
+                "has_ct": ki.has_ct, "labels": ki.labels,
+            }
+    return _render("report.html.j2", report_context(findings, images, note), template_dir)
