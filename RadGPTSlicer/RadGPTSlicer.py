@@ -316,7 +316,9 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for rowIndex, row in enumerate(rows):
             for columnIndex, text in enumerate(row):
                 table.setItem(rowIndex, columnIndex, qt.QTableWidgetItem(text))  # editing is off in the .ui
-        self.ui.reportBrowser.setHtml(render_html(self._findings))
+        # Key images are PNG data URIs, which QTextBrowser displays; they need the case.
+        engine = self._controller.engine
+        self.ui.reportBrowser.setHtml(render_html(self._findings, case=engine.case if engine else None))
         self._showStale(self._controller.stale)
 
     def _showStale(self, stale: bool) -> None:
