@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Sub-commands that live with their own code (their heavy imports stay inside).
     from .evaluate.evaluate_cli import register as register_evaluate
+    from .report.narrative_cli import register as register_narrative
 
+    register_narrative(sub)
     register_evaluate(sub)
     return p
 

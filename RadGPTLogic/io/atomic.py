@@ -20,8 +20,10 @@ def write_files_atomically(out_dir: str | os.PathLike, files: dict) -> list:
     """
     out_dir = Path(out_dir)
     parent = out_dir.resolve().parent
-    if not parent.is_dir():
-        raise InputError(parent, "output parent folder does not exist")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)  # like mkdir -p: batch outputs may nest
+    except OSError as exc:
+        raise InputError(parent, f"cannot create output folder ({exc.strerror or exc})") from None
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))

@@ -1,0 +1,164 @@
+"""Enhanced mode: merge a radiologist's free-text notes into the reports, losing no fact.
+
+``radgpt enhance OUT_DIR --notes FILE`` asks the LLM to place each item of the
+notes into the right organ section of the structured report (and of the accepted
+narrative, when ``narrative.txt`` holds one), creating sections where needed and
+updating the impression.  Each merged report is checked with
+:func:`~RadGPTLogic.report.factcheck.check_narrative` against findings.json, with
+the notes as a second source: every fact of the findings must still be there
+(dropped or changed facts are errors), and additions the notes support are
+allowed and listed under ``from_notes``.  A failed check is sent back with the
+errors (at most ``max_tries`` tries); if it still fails, the original report is
+kept with the notes appended verbatim.
+
+Writes, atomically: ``report_enhanced.txt`` (structured report + notes),
+``narrative_enhanced.txt`` (only when an accepted narrative exists) and
+``report_enhanced_check.json`` (every attempt, errors, from-notes additions,
+status, model).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .factcheck import check_narrative, extract_numbers, normalise
+from .narrative import NO_ENDPOINT, SYSTEM_PROMPT, CheckedJob, read_out_dir, run_checked
+
+MERGE_RULES = """Rules:
+1. Remove nothing: every sentence, number, location, stage and category of the REPORT must still be there, with its numbers and units exactly as written.
+2. Put each item of the NOTES into the section of the organ it concerns (for example cirrhosis under the liver, a lymph node under lymph nodes); create a new section, with a heading in the report's style, for an organ the report does not cover. Patient age and sex, if given, go at the top.
+3. Add only what the NOTES say, in the radiologist's terms, keeping any uncertainty the notes express. Do not add filler such as "not specified".
+4. Update the IMPRESSION with the clinically important content of the notes.
+5. Keep the report's layout, headings and wording otherwise unchanged.
+6. Answer with the merged report only, between a line "#start" and a line "#end"."""
+
+FAILED_MERGE = ("RADIOLOGIST NOTES (added verbatim: the automatic merge failed the fact check after "
+                "{tries} attempt(s)):")
+
+
+@dataclass
+class EnhanceResult:
+    out_dir: str
+    case_id: str
+    statuses: dict        # report name -> "accepted" / "fallback"
+    files: list           # written file names
+    model: str
+    record: dict          # what report_enhanced_check.json holds
+
+    @property
+    def ok(self) -> bool:
+        return all(s == "accepted" for s in self.statuses.values())
+
+
+def merge_messages(report: str, notes: str, kind: str) -> list:
+    what = "structured report" if kind == "structured" else "narrative report"
+    text = "\n".join([
+        f"Merge the RADIOLOGIST NOTES into the {what} below (the REPORT).", "", MERGE_RULES, "",
+        "REPORT:", report.strip(), "", "RADIOLOGIST NOTES:", notes.strip(), "",
+        "Now write the merged report between #start and #end.",
+    ])
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text}]
+
+
+def notes_coverage(merged: str, notes: str) -> list:
+    """Warnings for numbers of the notes that the merged report does not repeat."""
+    have = {(round(n.value, 4), n.unit.lower()) for n in extract_numbers(normalise(merged))[0]}
+    out = []
+    for n in extract_numbers(normalise(notes))[0]:
+        if (round(n.value, 4), n.unit.lower()) not in have:
+            out.append(f"note item '{n.text.strip()}' does not appear in the merged report")
+    return out
+
+
+def read_notes(path) -> str:
+    """The notes text from a file ('-' reads standard input)."""
+    if str(path) == "-":
+        import sys
+
+        text = sys.stdin.read()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(p, "notes file not found")
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(p, f"cannot read the notes as UTF-8 text ({exc})") from None
+    if not text.strip():
+        raise InputError(path, "notes are empty")
+    return text
+
+
+def _accepted_narrative(out: Path) -> str | None:
+    """narrative.txt when narrative_check.json says the LLM narrative was accepted."""
+    check, narrative = out / "narrative_check.json", out / "narrative.txt"
+    if not (check.is_file() and narrative.is_file()):
+        return None
+    try:
+        status = json.loads(check.read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError):
+        return None
+    return narrative.read_text(encoding="utf-8") if status == "accepted" else None
+
+
+def enhance_report(out_dir, notes: str, config, max_tries: int = 3, max_concurrency: int | None = None) -> EnhanceResult:
+    """Merge ``notes`` into OUT_DIR's structured report (and accepted narrative); see the module doc."""
+    from ..io.atomic import write_files_atomically
+    from ..llm.client import LLMError, resolve_model
+
+    if config is None:
+        raise InputError(None, NO_ENDPOINT)
+    if not notes or not notes.strip():
+        raise InputError(None, "notes are empty")
+    out = Path(out_dir)
+    findings, structured = read_out_dir(out)
+    narrative = _accepted_narrative(out)
+    config = resolve_model(config)
+    sources = {"structured": structured}
+    if narrative is not None:
+        sources["narrative"] = narrative
+    jobs = {
+        kind: CheckedJob(merge_messages(text, notes, kind),
+                         check=lambda t: check_narrative(t, findings, notes=notes))
+        for kind, text in sources.items()
+    }
+    run_checked(config, list(jobs.values()), max_tries, max_concurrency)
+    for job in jobs.values():
+        if job.error is not None:
+            raise job.error if isinstance(job.error, LLMError) else LLMError(str(job.error))
+    names = {"structured": "report_enhanced.txt", "narrative": "narrative_enhanced.txt"}
+    files, record = {}, {
+        "case_id": findings.get("case_id"), "model": config.model, "max_tries": max_tries,
+        "notes": notes, "reports": {},
+    }
+    statuses = {}
+    for kind, job in jobs.items():
+        if job.accepted is not None:
+            text = job.accepted
+            coverage = notes_coverage(text, notes)
+        else:
+            text = sources[kind].rstrip() + "\n\n" + FAILED_MERGE.format(tries=len(job.attempts)) + "\n" \
+                + notes.strip() + "\n"
+            coverage = []
+        final = job.accepted_check or job.last_check
+        files[names[kind]] = text
+        statuses[kind] = job.status
+        record["reports"][kind] = {
+            "file": names[kind],
+            "status": job.status,
+            "accepted_attempt": job.attempts[-1]["attempt"] if job.accepted is not None else None,
+            "attempts": job.attempts,
+            "from_notes": final.from_notes if final else [],
+            "notes_not_merged": coverage,
+            "final": final.to_dict() if final else None,
+        }
+    files["report_enhanced_check.json"] = json.dumps(record, indent=2) + "\n"
+    write_files_atomically(out, files)
+    return EnhanceResult(out_dir=str(out), case_id=findings.get("case_id"), statuses=statuses,
+                         files=sorted(files), model=config.model, record=record)
+
+
+__all__ = ["EnhanceResult", "enhance_report", "merge_messages", "notes_coverage", "read_notes"]

@@ -1,0 +1,117 @@
+"""``radgpt narrative`` and ``radgpt enhance``: registered on the main parser by cli.py.
+
+    from .report.narrative_cli import register
+    register(sub)   # sub = parser.add_subparsers(...)
+
+Exit codes: 0 when every case's files were written (an LLM narrative that failed the
+fact check still writes the structured report as narrative-of-record, with a line on
+stderr); 1 when the endpoint gave no answer for some case (one line on stderr);
+bad input raises :class:`~RadGPTLogic.errors.InputError` (cli.py prints it, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from ..errors import InputError
+
+
+def _llm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM endpoint (OpenAI-compatible; the LLM is off unless one is configured)")
+    g.add_argument("--base-url", help="server URL, e.g. http://127.0.0.1:8000/v1 (env RADGPT_LLM_BASE_URL)")
+    g.add_argument("--model", help="model name (default: the first model the server lists)")
+    g.add_argument("--api-key", help="API key (env RADGPT_LLM_API_KEY or OPENAI_API_KEY)")
+    g.add_argument("--config", help="JSON config file (default ~/.config/radgpt/llm.json)")
+    g.add_argument("--timeout", type=float, help="seconds per request (default 120)")
+    g.add_argument("--max-tries", type=int, default=3, help="answers per report before falling back (default 3)")
+    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 4)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
+def _config(args):
+    from ..llm.client import load_config
+    from .narrative import NO_ENDPOINT
+
+    if args.max_tries is not None and args.max_tries < 1:
+        raise InputError(None, f"--max-tries must be at least 1 (got {args.max_tries})")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise InputError(None, f"--concurrency must be at least 1 (got {args.concurrency})")
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError(None, f"--timeout must be positive (got {args.timeout})")
+    config = load_config(args.base_url, args.model, args.api_key, args.config, args.timeout)
+    if config is None:
+        raise InputError(None, NO_ENDPOINT)
+    try:
+        import openai  # noqa: F401 - only to fail early with a clear message
+    except ImportError:
+        raise InputError(None, "the LLM client needs the 'openai' package: pip install 'radgpt-slicer[llm]'") from None
+    if args.concurrency:
+        config = replace(config, max_concurrency=args.concurrency)
+    return config
+
+
+def cmd_narrative(args) -> int:
+    from .narrative import write_narratives
+
+    config = _config(args)
+    if args.num_examples < 1:
+        raise InputError(None, f"--num-examples must be at least 1 (got {args.num_examples})")
+    results = write_narratives(args.out_dirs, config, examples=args.examples, style=args.style,
+                               max_tries=args.max_tries, k=args.num_examples, max_concurrency=args.concurrency)
+    code = 0
+    for out_dir, res in zip(args.out_dirs, results):
+        if isinstance(res, Exception):
+            print(f"radgpt: error: {out_dir}: {' '.join(str(res).split())}", file=sys.stderr)
+            code = 1
+        elif res.ok:
+            print(f"{res.case_id}: narrative accepted on try {res.accepted_attempt} -> {out_dir}/narrative.txt")
+        else:
+            n = len(res.check["errors"]) if res.check else 0
+            print(f"radgpt: warning: {res.case_id}: the LLM narrative failed the fact check "
+                  f"{len(res.attempts)} time(s) ({n} error(s) left); the structured report is kept as "
+                  f"narrative-of-record (see {out_dir}/narrative_check.json)", file=sys.stderr)
+    return code
+
+
+def cmd_enhance(args) -> int:
+    from ..llm.client import LLMError
+    from .enhance import enhance_report, read_notes
+
+    config = _config(args)
+    notes = read_notes(args.notes)
+    try:
+        res = enhance_report(args.out_dir, notes, config, max_tries=args.max_tries,
+                             max_concurrency=args.concurrency)
+    except LLMError as exc:
+        print(f"radgpt: error: {args.out_dir}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    for kind, status in res.statuses.items():
+        name = "report_enhanced.txt" if kind == "structured" else "narrative_enhanced.txt"
+        if status == "accepted":
+            print(f"{res.case_id}: notes merged into the {kind} report -> {args.out_dir}/{name}")
+        else:
+            print(f"radgpt: warning: {res.case_id}: the merged {kind} report failed the fact check; the notes "
+                  f"were appended verbatim instead ({args.out_dir}/{name})", file=sys.stderr)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``narrative`` and ``enhance`` subcommands."""
+    n = subparsers.add_parser("narrative", help="LLM narrative in an institution's style, fact-checked")
+    n.add_argument("out_dirs", nargs="+", metavar="OUT_DIR", help="output folder(s) of `radgpt report`")
+    n.add_argument("--examples", metavar="FILE_OR_DIR",
+                   help="example reports: .txt/.md (reports separated by a line '---'), a folder of them, "
+                        "or a CSV with a 'report' column (default: the shipped examples)")
+    n.add_argument("--style", help="example style to use (sectioned, paragraph, or a CSV 'style' value), "
+                                   "or a free-text style note for the model")
+    n.add_argument("-k", "--num-examples", type=int, default=3, help="few-shot examples per case (default 3)")
+    _llm_options(n)
+    n.set_defaults(func=cmd_narrative)
+
+    e = subparsers.add_parser("enhance", help="merge a radiologist's notes into the reports, fact-checked")
+    e.add_argument("out_dir", metavar="OUT_DIR", help="output folder of `radgpt report` (and `radgpt narrative`)")
+    e.add_argument("--notes", required=True, metavar="FILE", help="free-text notes ('-' reads standard input)")
+    _llm_options(e)
+    e.set_defaults(func=cmd_enhance)
