@@ -83,7 +83,6 @@ ALIASES = {
     "adrenal_gland_r": "adrenal_gland_right",
     "adrenal_gland_l": "adrenal_gland_left",
     "postcava_ivc": "postcava",
-    "gall_bladder": "gall_bladder",
     "bile_duct": "common_bile_duct",
     "cbd": "common_bile_duct",
     # vessels
