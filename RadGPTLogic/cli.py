@@ -65,8 +65,50 @@ def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False
     if warn is not None:
         for line in findings.warnings:
             warn(line)
-    write_files_atomically(out_dir, _report_files(findings, case, engine.derived_masks(), template_dir))
+    files = _report_files(findings, case, engine.derived_masks(), template_dir)
+    previous = _previous_findings(out_dir)
+    write_files_atomically(out_dir, files)
+    _remove_stale_outputs(Path(out_dir), files, previous, findings.to_dict(), warn)
     return findings
+
+
+# Outputs of later steps that describe the findings they were made from.
+DEPENDENT_OUTPUTS = ("narrative.txt", "narrative_check.json", "narrative_enhanced.txt",
+                     "report_enhanced.txt", "report_enhanced_check.json")
+
+
+def _previous_findings(out_dir) -> dict | None:
+    import json
+
+    path = Path(out_dir) / "findings.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _remove_stale_outputs(out_dir: Path, written: dict, previous: dict | None, current: dict, warn) -> None:
+    """After re-running into an existing OUT_DIR: drop what no longer matches the findings.
+
+    Derived masks not written this time are removed; narratives and enhanced reports
+    are removed when the findings changed (they were checked against the old ones).
+    """
+    derived = out_dir / "derived"
+    if derived.is_dir():
+        for p in derived.iterdir():
+            if f"derived/{p.name}" not in written and p.name.endswith(".nii.gz"):
+                p.unlink()
+    if previous is None:
+        return
+    strip = lambda f: {k: v for k, v in f.items() if k != "provenance"}  # noqa: E731
+    if strip(previous) == strip(current):
+        return
+    for name in DEPENDENT_OUTPUTS:
+        p = out_dir / name
+        if p.exists():
+            p.unlink()
+            if warn is not None:
+                warn(f"{p}: removed (made from earlier findings that changed)")
 
 
 def _cmd_report(args) -> int:
@@ -157,10 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Sub-commands that live with their own code (their heavy imports stay inside).
     from .evaluate.evaluate_cli import register as register_evaluate
+    from .dataset.dataset_cli import register as register_dataset
     from .report.narrative_cli import register as register_narrative
 
     register_narrative(sub)
     register_evaluate(sub)
+    register_dataset(sub)
     return p
 
 

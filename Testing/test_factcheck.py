@@ -294,3 +294,18 @@ def test_notes_support_additions(staged, texts):
     r = check_narrative(text, staged, notes=notes)
     assert r.ok, r.errors
     assert {e["tag"] for e in r.from_notes} == {"from notes"} and len(r.from_notes) >= 3
+
+
+@pytest.mark.parametrize("phase", ["unknown", "non-contrast", "arterial", "venous", "delayed"])
+def test_structured_report_passes_its_own_check_in_every_phase(phase):
+    """Phase-dependent sentences ("steatosis not assessable on ...") must not read as findings."""
+    from RadGPTLogic.case import Case
+    from RadGPTLogic.engine import Engine
+    from RadGPTLogic.report.structured import render_text
+
+    from conftest import simple_case_arrays
+
+    ct, affine, masks = simple_case_arrays()
+    f = Engine(Case.from_arrays("C", affine, masks, ct=ct), phase).compute().to_dict()
+    r = check_narrative(render_text(f), f)
+    assert r.ok, r.errors

@@ -252,3 +252,23 @@ def test_institution_templates_option(simple_case, tmp_path):
     (tpl / "report.txt.j2").write_text("{% if %}broken\n")
     proc = run_cli("report", simple_case, "--out", out, "--templates", tpl)
     _assert_clean_failure(proc, out, "report.txt.j2")
+
+
+def test_rerun_removes_outputs_made_from_changed_findings(simple_case, tmp_path):
+    out = tmp_path / "out"
+    run_cli("report", simple_case, "--out", out, check=True)
+    (out / "narrative.txt").write_text("old narrative")
+    (out / "derived").mkdir()
+    (out / "derived" / "pancreas_head.nii.gz").write_bytes(b"old")
+    run_cli("report", simple_case, "--out", out, check=True)  # same findings: narrative kept
+    assert (out / "narrative.txt").exists()
+    assert not (out / "derived" / "pancreas_head.nii.gz").exists()  # not derived this time
+    mask = simple_case / "segmentations" / "spleen.nii.gz"
+    img = nib.load(mask)
+    arr = np.asarray(img.dataobj).copy()
+    arr[arr.nonzero()[0][0]] = 0  # erase one slab: the spleen volume changes
+    nib.save(nib.Nifti1Image(arr, img.affine), mask)
+    proc = run_cli("report", simple_case, "--out", out, check=True)
+    assert not (out / "narrative.txt").exists()
+    assert "narrative.txt: removed" in proc.stderr
+    assert oct((out).stat().st_mode & 0o777) != oct(0o700)

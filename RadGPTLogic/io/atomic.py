@@ -27,6 +27,11 @@ def write_files_atomically(out_dir: str | os.PathLike, files: dict) -> list:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "output path exists and is not a folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    # mkdtemp makes the folder 0700; the renamed output should get the usual
+    # permissions (umask applied), like any folder the user creates.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     try:
         for name, content in files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)  # names may hold a subfolder

@@ -362,7 +362,9 @@ def _negated(text: str, start: int, end: int, window: int = 14) -> bool:
     after = text[end:]
     cut = NEG_BOUNDARY.search(after)
     scope = after[:cut.start()] if cut else after
-    if POST_NEG.match(scope) and len(scope.split()) <= 8:
+    # The cue is anchored right after the term ("steatosis not assessable on ..."), so
+    # the length of the rest of the clause does not matter.
+    if POST_NEG.match(scope):
         return True
     return False
 

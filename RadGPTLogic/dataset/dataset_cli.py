@@ -1,0 +1,176 @@
+"""``radgpt batch`` and ``radgpt export-triplets``.
+
+``register(subparsers)`` adds both to the ``radgpt`` command line (called from
+:func:`RadGPTLogic.cli.build_parser`); :func:`main` runs them on their own
+(``python -m RadGPTLogic.dataset.dataset_cli batch ...``) with the same exit codes.
+
+Exit codes: ``batch`` 0 when every case is ok or skipped, 1 when any case failed or
+timed out (the summary says which), 130/143 when stopped by SIGINT/SIGTERM (the
+summary of what was done is still written), 2 for bad usage or input (no case under
+the root, unreadable phase CSV ...).  ``export-triplets`` 0 when every ok case was
+exported, 1 when some were left out (inputs changed since the report, files
+missing), 2 for bad usage or input (no batch summary, DATASET not empty without
+``--update``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from .batch import PHASE_CHOICES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return value
+
+
+def register(subparsers) -> None:
+    """Add ``batch`` and ``export-triplets`` to the ``radgpt`` sub-commands."""
+    b = subparsers.add_parser(
+        "batch", help="reports for every case folder under a root, with a per-case status summary",
+        description="Finds the case folders under ROOT (folders holding segmentations/), writes "
+                    "OUT/<case_id>/ (findings.json, report.txt, report.md, report.html, derived/) for each, "
+                    "and OUT/batch_summary.csv + batch_summary.json with one status per case: ok, failed "
+                    "(with the one-line error), timeout, skipped (up to date, with --resume), cancelled "
+                    "(interrupted). Exit 0 when all are ok/skipped, 1 when any failed or timed out.")
+    b.add_argument("root", help="folder of case folders (AbdomenAtlas BDMAP_* or any names), searched recursively")
+    b.add_argument("--out", required=True, help="output folder: OUT/<case_id>/ and OUT/batch_summary.{csv,json}")
+    b.add_argument("--workers", type=_positive_int, default=None,
+                   help="worker processes, one case each at a time (default: number of CPUs; 1 runs in-process)")
+    ph = b.add_mutually_exclusive_group()
+    ph.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="contrast phase of every case (default: unknown)")
+    ph.add_argument("--phase-csv", metavar="FILE",
+                    help="CSV case_id,phase (also RadGPT's 'BDMAP ID','CT Phase' with Plain/Venous/Arterial/Delay); "
+                         "cases not listed get unknown")
+    b.add_argument("--ids", metavar="FILE", help="only these case ids (one per line, or a CSV with a case_id column)")
+    rs = b.add_mutually_exclusive_group()
+    rs.add_argument("--resume", dest="force", action="store_false", default=False,
+                    help="skip cases whose findings.json was made from the same input files, phase, rules and "
+                         "version (default)")
+    rs.add_argument("--force", dest="force", action="store_true", help="recompute every case")
+    b.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                   help="per-case time limit; a case over it is stopped and marked timeout (default: none)")
+    b.add_argument("--t4-rule", choices=("encasement", "any_contact"), default="encasement",
+                   help="AJCC T4 for CA/SMA/CHA: > 180 degrees of contact (default) or any solid contact")
+    b.add_argument("--templates", metavar="DIR", help="folder of institution templates overriding the shipped ones")
+    b.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
+    b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    b.set_defaults(func=cmd_batch)
+
+    e = subparsers.add_parser(
+        "export-triplets", help="CT-mask-report dataset from batch outputs",
+        description="Builds DATASET/<case_id>/ (ct.nii.gz, segmentations/*.nii.gz, report.txt, findings.json, "
+                    "[narrative.txt]) for every case the batch summary lists as ok or skipped, plus "
+                    "metadata.csv, metadata.jsonl and README.md. The dataset appears at once (built beside it, "
+                    "then renamed).")
+    e.add_argument("out", help="batch output folder (holds batch_summary.json)")
+    e.add_argument("--dest", required=True, help="dataset folder to create (must be absent or empty unless --update)")
+    e.add_argument("--cases", metavar="ROOT",
+                   help="root of the case folders (default: the case folders recorded in batch_summary.json)")
+    lk = e.add_mutually_exclusive_group()
+    lk.add_argument("--copy", dest="mode", action="store_const", const="copy", default="hardlink",
+                    help="copy CT and masks (default: hard links where possible, else copies)")
+    lk.add_argument("--link", dest="mode", action="store_const", const="symlink",
+                    help="symbolic links to the CT and masks (absolute paths)")
+    e.add_argument("--narrative", action="store_true",
+                   help="add narrative.txt where narrative_check.json says accepted and it still passes the fact check")
+    e.add_argument("--update", action="store_true", help="add or replace cases in an existing dataset")
+    e.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not re-hash the CT and masks against findings.json's provenance")
+    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    e.set_defaults(func=cmd_export_triplets)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def cmd_batch(args) -> int:
+    from dataclasses import replace
+
+    from ..rules import DEFAULT_RULES
+    from .batch import format_progress, read_ids, read_phase_csv, run_batch
+
+    phases = read_phase_csv(args.phase_csv) if args.phase_csv else None
+    ids = read_ids(args.ids) if args.ids else None
+    rules = replace(DEFAULT_RULES, t4_rule=args.t4_rule)
+    result = run_batch(
+        args.root, args.out, workers=args.workers, phase=args.phase or "unknown", phases=phases, ids=ids,
+        resume=not args.force, timeout=args.timeout, rules=rules, template_dir=args.templates,
+        resample=args.resample, progress=lambda done, total, row: _say(format_progress(done, total, row)),
+        options_record={
+            "workers": args.workers, "phase": args.phase, "phase_csv": args.phase_csv, "ids": args.ids,
+            "resume": not args.force, "timeout_s": args.timeout, "t4_rule": args.t4_rule,
+            "templates": args.templates, "resample": args.resample,
+        },
+    )
+    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
+    print(f"batch: {len(result.rows)} case(s): {counts} in {result.seconds:.1f} s -> {result.out / 'batch_summary.csv'}")
+    bad = result.failed
+    if bad:
+        shown = ", ".join(r["case_id"] for r in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+        _say(f"radgpt batch: {len(bad)} case(s) failed or timed out: {shown} (see batch_summary.csv)")
+    if result.interrupted:
+        _say(f"radgpt batch: interrupted by {result.interrupted}; the summary lists what was done")
+    return result.exit_code
+
+
+def cmd_export_triplets(args) -> int:
+    from .triplets import export_triplets
+
+    result = export_triplets(args.out, args.dest, cases_root=args.cases, mode=args.mode, narrative=args.narrative,
+                             update=args.update, verify=args.verify, warn=lambda line: _say(f"radgpt: warning: {line}"))
+    print(f"export-triplets: {len(result.exported)} case(s) exported, {len(result.excluded)} left out "
+          f"-> {result.dest}")
+    return 1 if result.excluded else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser holding only these sub-commands (for :func:`main`)."""
+    p = argparse.ArgumentParser(prog="radgpt", description="Batch reports and triplet datasets.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    register(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def main(argv=None) -> int:
+    from ..errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("radgpt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
