@@ -29,7 +29,7 @@ import pytest
 from RadGPTLogic.dataset import batch as batch_mod
 from RadGPTLogic.dataset import dataset_cli
 from RadGPTLogic.dataset.batch import normalise_phase, read_ids, read_phase_csv, run_batch
-from RadGPTLogic.dataset.triplets import METADATA_COLUMNS, export_triplets
+from RadGPTLogic.dataset.triplets import METADATA_COLUMNS
 from RadGPTLogic.phantom import build_phantom, default_lesions, write_case
 
 SPACING = (4.0, 4.0, 5.0)  # coarse phantom: about 0.1 s per case

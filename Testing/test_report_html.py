@@ -9,7 +9,6 @@ numbers shown match findings.json.
 from __future__ import annotations
 
 import base64
-import copy
 import re
 import shutil
 import subprocess
