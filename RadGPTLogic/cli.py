@@ -145,11 +145,13 @@ def _cmd_import(args) -> int:
     if args.seg.lower().endswith(".nrrd"):
         from .io.segnrrd import case_from_seg_nrrd
 
-        case = case_from_seg_nrrd(args.seg, ct_path=args.ct, case_id=out.name)
+        case = case_from_seg_nrrd(args.seg, ct_path=args.ct, case_id=out.name, dicom_series=args.dicom_series,
+                                  dicom_resample=args.dicom_resample)
     else:
         from .io.labelmaps import case_from_labelmap
 
-        case = case_from_labelmap(args.seg, table=args.labels, ct_path=args.ct, case_id=out.name)
+        case = case_from_labelmap(args.seg, table=args.labels, ct_path=args.ct, case_id=out.name,
+                                  dicom_series=args.dicom_series, dicom_resample=args.dicom_resample)
     from .io.labelmaps import write_case_folder
 
     for line in case.warnings:
@@ -192,7 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("import", help="turn a multi-label NIfTI or Slicer .seg.nrrd into a case folder")
     i.add_argument("seg", help="multi-label .nii.gz or .seg.nrrd")
     i.add_argument("--labels", help="label table: total, abdomenatlas, abdomenatlas3, amos, a dataset.json or a JSON/colour table")
-    i.add_argument("--ct", help="CT on the same grid (copied into the case)")
+    i.add_argument("--ct", help="CT on the same grid (copied into the case): a NIfTI file or a DICOM series folder")
+    i.add_argument("--dicom-series", metavar="UID",
+                   help="SeriesInstanceUID when the --ct folder holds several series (default: the CT series "
+                        "with the most slices)")
+    i.add_argument("--dicom-resample", action="store_true",
+                   help="DICOM --ct: accept uneven spacing, a few missing slices or gantry tilt by interpolating "
+                        "onto a uniform grid")
     i.add_argument("--out", required=True, help="case folder to create")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     i.set_defaults(func=_cmd_import)

@@ -46,7 +46,8 @@ _CARET_ECODES = (0, 30)
 
 # =========================================================================== import
 
-def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None) -> Case:
+def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dicom_series=None,
+                       dicom_resample=False) -> Case:
     """Build a :class:`Case` from one multi-label NIfTI file.
 
     Parameters
@@ -89,7 +90,7 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None) -> Case
         lt = embedded_label_table(seg_path)
     case_id = case_id or file_stem(seg_path)
     if ct_path is not None:
-        case = case_with_ct(case_id, ct_path)
+        case = case_with_ct(case_id, ct_path, dicom_series=dicom_series, dicom_resample=dicom_resample)
         _require_same_grid(case, labels, ct_path)
     else:
         case = Case._from_reference(case_id, labels)
@@ -366,17 +367,24 @@ def file_stem(path) -> str:
     return name
 
 
-def case_with_ct(case_id: str, ct_path) -> Case:
+def case_with_ct(case_id: str, ct_path, *, dicom_series=None, dicom_resample=False) -> Case:
     """A case whose reference grid and HU values come from the CT at ``ct_path``.
 
+    ``ct_path`` is a NIfTI file or a folder holding a DICOM series
+    (:func:`RadGPTLogic.io.dicom.case_with_dicom_ct`; ``dicom_series`` picks a
+    SeriesInstanceUID, ``dicom_resample`` accepts uneven slices by interpolation).
     Same checks and fields as ``Case.from_folder``: NaN/inf CT values are an
     :class:`InputError` naming the CT.
     """
+    if Path(ct_path).is_dir():
+        from .dicom import case_with_dicom_ct
+
+        return case_with_dicom_ct(case_id, ct_path, dicom_series, resample=dicom_resample)
     ct = read_nifti(ct_path)
     check_ct(ct)
     case = Case._from_reference(case_id, ct)
     case.ct_raw, case.ct_slope, case.ct_inter = ct.array, ct.slope, ct.inter
-    case.sources["ct"] = [str(ct_path)]
+    case.sources["ct"] = [{"path": str(ct_path), "sha256": ct.sha256}]
     return case
 
 

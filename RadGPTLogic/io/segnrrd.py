@@ -28,7 +28,7 @@ from .nifti import GRID_TOLERANCE_MM, canonical_affine, canonical_orientation, g
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def case_from_seg_nrrd(path, ct_path=None, case_id=None) -> Case:
+def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, dicom_series=None, dicom_resample=False) -> Case:
     """Build a :class:`Case` from a Slicer ``.seg.nrrd`` file.
 
     Parameters
@@ -70,7 +70,7 @@ def case_from_seg_nrrd(path, ct_path=None, case_id=None) -> Case:
     case_id = case_id or file_stem(path)
 
     if ct_path is not None:
-        case = case_with_ct(case_id, ct_path)
+        case = case_with_ct(case_id, ct_path, dicom_series=dicom_series, dicom_resample=dicom_resample)
         offset = _offset_on_grid(case, seg_shape, seg_affine, path, ct_path)
     else:
         case = Case(case_id=case_id, shape=seg_shape, affine=seg_affine, ornt=ornt, source_shape=grid_shape)
