@@ -309,3 +309,22 @@ def test_structured_report_passes_its_own_check_in_every_phase(phase):
     f = Engine(Case.from_arrays("C", affine, masks, ct=ct), phase).compute().to_dict()
     r = check_narrative(render_text(f), f)
     assert r.ok, r.errors
+
+
+def test_two_staged_lesions_and_a_missing_sma_pass_their_own_report():
+    """Per-vessel statements fit one of several lesions; "T4 not excluded" is a caveat, not a stage."""
+    from RadGPTLogic.case import Case
+    from RadGPTLogic.engine import Engine
+    from RadGPTLogic.phantom import LesionSpec, build_phantom, staging_lesions
+    from RadGPTLogic.report.structured import render_text
+
+    p = build_phantom(size="small", lesions=staging_lesions() + [LesionSpec("pancreatic_tumor", (30, 10, 14), (6., 5., 6.))])
+    f = Engine(Case.from_arrays("F", p.affine, p.masks, ct=p.ct), "venous").compute().to_dict()
+    pv = sorted(l["vessel_contact_deg"]["PV"] for l in f["lesions"] if l["organ"] == "pancreas")
+    assert 0 < pv[0] <= 180 < pv[1]  # one abutment, one encasement of the same vessel
+    r = check_narrative(render_text(f), f)
+    assert r.ok, r.errors
+    masks = {k: v for k, v in p.masks.items() if k != "superior_mesenteric_artery"}
+    f = Engine(Case.from_arrays("F", p.affine, masks, ct=p.ct), "venous").compute().to_dict()
+    r = check_narrative(render_text(f), f)
+    assert r.ok, r.errors

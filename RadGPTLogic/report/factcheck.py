@@ -1225,6 +1225,10 @@ class _Checker:
             for m in T_STAGE.finditer(sent.text):
                 if T_RULE_AFTER.match(sent.text[m.end():]):
                     continue
+                # "T4 not excluded (no SMA mask)": a caveat, not a stage claim.
+                if re.match(r"\s*(?:is\s+|was\s+)?(?:not excluded|cannot be excluded|not assess\w*)",
+                            sent.text[m.end():], re.I):
+                    continue
                 before = sent.text[max(0, m.start() - 25):m.start()]
                 if re.search(r"(?:<=|>=|<|>|\bvs\.?|\bnot|\bnor|\brather than|\binstead of)\s*$", before, re.I):
                     continue
@@ -1299,12 +1303,16 @@ class _Checker:
     # -- vessels -------------------------------------------------------------
     def check_vessels(self) -> None:
         contact = {}
+        # Every measured value per vessel: with several staged lesions a statement is
+        # accepted when it fits any of them (mentions are not scoped to a lesion).
+        values = {}
         for lesion in self.lesions:
             for key, deg in (lesion.get("vessel_contact_deg") or {}).items():
                 if deg is None:
                     contact.setdefault(key, None)
                 else:
                     contact[key] = max(deg, contact.get(key) or 0.0)
+                    values.setdefault(key, []).append(deg)
         mentioned = set()
         thresholds = _threshold_values(self.f)["deg"]
         for sent in self.sentences:
@@ -1345,14 +1353,15 @@ class _Checker:
                     self.err("wrong_vessel_contact", f"{label}: contact stated ('{_short(sent.text, s)}') but the "
                              "findings measure none (0 degrees)", ("vessel", key))
                     continue
-                if verb == "encase" and actual <= 180:
+                measured = [v for v in values.get(key, []) if v > 0]
+                if verb == "encase" and not any(v > 180 for v in measured):
                     self.err("wrong_vessel_contact", f"{label}: 'encasement' stated but contact is {actual:.0f} "
                              "degrees (<= 180, abutment)", ("vessel", key))
-                if verb == "abut" and actual > 180:
+                if verb == "abut" and not any(v <= 180 for v in measured):
                     self.err("wrong_vessel_contact", f"{label}: 'abutment' stated but contact is {actual:.0f} "
                              "degrees (> 180, encasement)", ("vessel", key))
-                if deg_stated is not None and not number_matches(deg_stated.value, deg_stated.decimals,
-                                                                 deg_stated.unit, actual):
+                if deg_stated is not None and not any(
+                        number_matches(deg_stated.value, deg_stated.decimals, deg_stated.unit, v) for v in measured):
                     self.err("wrong_vessel_contact", f"{label}: {deg_stated.text.strip()} stated but contact is "
                              f"{actual:.0f} degrees", ("vessel", key))
         for key, deg in contact.items():
