@@ -217,6 +217,7 @@ SINGLE_COUNT = re.compile(r"\b(single|solitary|only one|one)\s+(?:[\w-]+\s+){0,3
 
 T_STAGE = re.compile(r"(?<![A-Za-z0-9])(?:[cpy]|yp)?T(is|x|[0-4][abc]?)(N(?:x|X|[0-3][abc]?))?(M(?:x|X|[01][abc]?))?"
                      r"(?![A-Za-z0-9])")
+RULE_CLAUSE = re.compile(r"\bT[0-4][abc]?\s+(?:when|if)\b|\brule\b", re.I)
 T_RULE_AFTER = re.compile(r"^\s*(?:when|if|would|requires?|=|is defined|criteri\w*|rule|applies|means|:\s*tumou?r)", re.I)
 NM_STAGE = re.compile(r"(?<![A-Za-z0-9])[cpy]?(N[0-3][abc]?|M[01][abc]?)(?![A-Za-z0-9])")
 OVERALL_STAGE = re.compile(r"\b(?:AJCC |clinical |overall )?stage\s+(?:I{1,3}|IV|[1-4])[ABC]?\b")
@@ -1333,6 +1334,11 @@ class _Checker:
             for i, (s, e, key) in enumerate(vessel_hits):
                 negated = _negated(sent.text, s, e)
                 if negated:
+                    continue
+                # A staging rule quoted in the report ("T4 when CA or SMA has > 180
+                # degrees of contact") names vessels without claiming contact.
+                clause = re.split(r"[;:]", sent.text[:s])[-1]
+                if RULE_CLAUSE.search(clause):
                     continue
                 verb = _verb_for(sent.text, s, e, verbs, vessel_hits)
                 deg_stated = _deg_for(sent.text, s, e, degs, vessel_hits)
