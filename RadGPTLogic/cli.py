@@ -161,6 +161,30 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _cmd_export_dicom(args) -> int:
+    import json
+    import warnings
+
+    from .case import Case
+    from .errors import InputError
+    from .io.dicom_export import export_dicom
+
+    findings_path = Path(args.out_dir) / "findings.json"
+    try:
+        findings = json.loads(findings_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(findings_path, f"cannot read findings ({exc}); run `radgpt report` first") from None
+    case = Case.from_folder(args.case_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = export_dicom(case, findings, args.dicom, Path(args.out_dir) / "dicom")
+    for w in caught:
+        _warn(str(w.message))
+    for p in paths:
+        print(p)
+    return 0
+
+
 def _warn(line: str) -> None:
     print(f"radgpt: warning: {line}", file=sys.stderr)
 
@@ -204,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="case folder to create")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     i.set_defaults(func=_cmd_import)
+
+    x = sub.add_parser("export-dicom", help="DICOM SEG + SR (TID 1500) of a reported case, referencing its CT series")
+    x.add_argument("case_dir", help="the case folder the report was made from (its CT grid = the DICOM series)")
+    x.add_argument("out_dir", help="the report folder holding findings.json; files go to OUT_DIR/dicom/")
+    x.add_argument("--dicom", required=True, help="folder of the CT's DICOM series")
+    x.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    x.set_defaults(func=_cmd_export_dicom)
 
     # Sub-commands that live with their own code (their heavy imports stay inside).
     from .evaluate.evaluate_cli import register as register_evaluate
