@@ -624,10 +624,29 @@ def test_lesion_rows_and_calipers():
     rows = lesion_rows(findings)
     assert len(rows) == len(findings["lesions"]) and all(len(r) == len(LESION_COLUMNS) for r in rows)
     first = findings["lesions"][0]
-    assert rows[0][0] == first["id"] and rows[0][3] == f"{first['longest_diameter_mm']:.1f}"
+    col = {name: i for i, name in enumerate(LESION_COLUMNS)}
+    assert rows[0][0] == first["id"] and rows[0][col["Long axis (mm)"]] == f"{first['longest_diameter_mm']:.1f}"
     pts = caliper_points(first)
     assert set(pts) == {"longest", "perpendicular"} and all(len(p) == 2 for p in pts.values())
     assert lesion_focus_ras({"id": "x"}) is None
+
+
+def test_location_and_stage_columns():
+    from RadGPTLogic.case import Case
+    from RadGPTLogic.engine import Engine
+    from RadGPTLogic.phantom import build_phantom, staging_lesions
+
+    p = build_phantom(size="small", lesions=staging_lesions())
+    f = Engine(Case.from_arrays("S", p.affine, p.masks, ct=p.ct), "venous").compute().to_dict()
+    col = {name: i for i, name in enumerate(LESION_COLUMNS)}
+    rows = {r[0]: r for r in lesion_rows(f)}
+    pdac = next(l for l in f["lesions"] if l["organ"] == "pancreas")
+    assert rows[pdac["id"]][col["Location"]] == pdac["location"]["pancreas_part"]
+    assert rows[pdac["id"]][col["Stage"]] == f"{pdac['t_stage']}, {pdac['resectability']}"
+    liver = next(l for l in f["lesions"] if l["organ"] == "liver")
+    assert rows[liver["id"]][col["Location"]] == "/".join(liver["location"]["couinaud"])
+    kidney = next(l for l in f["lesions"] if l["organ"] == "kidney")
+    assert rows[kidney["id"]][col["Location"]].endswith("pole") and rows[kidney["id"]][col["Stage"]] == ""
 
 
 # ------------------------------------------------------- module files and packaging

@@ -8,7 +8,26 @@ only formatted here, never computed.
 from __future__ import annotations
 
 #: Column titles of the lesion table, in order.
-LESION_COLUMNS = ("Lesion", "Organ", "Side", "Long axis (mm)", "Short axis (mm)", "Volume (mL)", "Mean HU", "Image")
+LESION_COLUMNS = ("Lesion", "Organ", "Side", "Location", "Long axis (mm)", "Short axis (mm)", "Volume (mL)",
+                  "Mean HU", "Image", "Stage")
+
+
+def location_text(lesion: dict) -> str:
+    """Couinaud segments, pancreas part or kidney pole as shown in the table (or the note why not)."""
+    loc = lesion.get("location") or {}
+    if loc.get("couinaud"):
+        return "/".join(loc["couinaud"])
+    if loc.get("pancreas_part"):
+        return loc["pancreas_part"]
+    if loc.get("kidney_pole"):
+        return f"{loc['kidney_pole']} pole"
+    return "not assessable" if lesion.get("location_note") else ""
+
+
+def stage_text(lesion: dict) -> str:
+    """AJCC T and NCCN category of a staged pancreatic lesion, e.g. ``T2, borderline``."""
+    parts = [lesion.get("t_stage"), (lesion.get("resectability") or "").replace("_", " ")]
+    return ", ".join(p for p in parts if p)
 
 
 def _fmt(value, digits: int) -> str:
@@ -23,11 +42,13 @@ def lesion_rows(findings: dict) -> list:
             str(lesion["id"]),
             str(lesion.get("organ") or ""),
             str(lesion.get("side") or ""),
+            location_text(lesion),
             _fmt(lesion.get("longest_diameter_mm"), 1),
             _fmt(lesion.get("perpendicular_diameter_mm"), 1),
             _fmt(lesion.get("volume_ml"), 2),
             _fmt(lesion.get("mean_hu"), 0),
             "" if lesion.get("slice_index") is None else str(lesion["slice_index"]),
+            stage_text(lesion),
         ))
     return rows
 
