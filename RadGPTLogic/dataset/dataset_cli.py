@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 
 from .batch import PHASE_CHOICES
 
@@ -143,34 +142,7 @@ def cmd_export_triplets(args) -> int:
     return 1 if result.excluded else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """A parser holding only these sub-commands (for :func:`main`)."""
-    p = argparse.ArgumentParser(prog="radgpt", description="Batch reports and triplet datasets.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    register(p.add_subparsers(dest="command", required=True))
-    return p
-
-
-def main(argv=None) -> int:
-    from ..errors import InputError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except InputError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"radgpt: error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("radgpt: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one line, no traceback
-        if args.debug:
-            traceback.print_exc()
-        print(f"radgpt: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
+    from ..cli import main
+
     sys.exit(main())

@@ -67,12 +67,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--report-file", default="auto",
                    help="file read in each <case>/ folder (default auto: narrative.txt if present, else report.txt)")
     e.add_argument("--out", help="folder for metrics.csv, metrics.md, labels_pred.csv, labels_truth.csv")
-    g = e.add_argument_group("LLM endpoint (--extractor llm)")
-    g.add_argument("--base-url", help="OpenAI-compatible base URL (or RADGPT_LLM_BASE_URL)")
-    g.add_argument("--model", help="model name (default: the first the server lists)")
-    g.add_argument("--api-key", help="API key (or RADGPT_LLM_API_KEY / OPENAI_API_KEY)")
-    g.add_argument("--config", help="JSON config file (default ~/.config/radgpt/llm.json)")
-    g.add_argument("--concurrency", type=int, help="requests in flight at once (default: config, else 4)")
+    from ..llm.client import add_endpoint_options
+
+    add_endpoint_options(e, "LLM endpoint (--extractor llm)")
     e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     e.set_defaults(func=cmd_evaluate)
     return e

@@ -95,6 +95,20 @@ def load_config(base_url=None, model=None, api_key=None, config_file=None, timeo
     return replace(cfg, **values)
 
 
+def add_endpoint_options(parser, title: str = "LLM endpoint (OpenAI-compatible; off unless configured)"):
+    """The command-line options read by :func:`load_config` (plus ``--concurrency``), as one group.
+
+    Returns the argparse group so a command can add its own LLM options to it.
+    """
+    g = parser.add_argument_group(title)
+    g.add_argument("--base-url", help="server URL, e.g. http://127.0.0.1:8000/v1 (env RADGPT_LLM_BASE_URL)")
+    g.add_argument("--model", help="model name (default: the first model the server lists)")
+    g.add_argument("--api-key", help="API key (env RADGPT_LLM_API_KEY or OPENAI_API_KEY)")
+    g.add_argument("--config", help="JSON config file (default ~/.config/radgpt/llm.json)")
+    g.add_argument("--concurrency", type=int, help="requests in flight at most (default: config, else 4)")
+    return g
+
+
 def _client(config: LLMConfig):
     from openai import OpenAI  # heavy import: only when the LLM is used
 

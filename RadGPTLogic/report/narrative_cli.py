@@ -19,14 +19,11 @@ from ..errors import InputError
 
 
 def _llm_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LLM endpoint (OpenAI-compatible; the LLM is off unless one is configured)")
-    g.add_argument("--base-url", help="server URL, e.g. http://127.0.0.1:8000/v1 (env RADGPT_LLM_BASE_URL)")
-    g.add_argument("--model", help="model name (default: the first model the server lists)")
-    g.add_argument("--api-key", help="API key (env RADGPT_LLM_API_KEY or OPENAI_API_KEY)")
-    g.add_argument("--config", help="JSON config file (default ~/.config/radgpt/llm.json)")
+    from ..llm.client import add_endpoint_options
+
+    g = add_endpoint_options(p)
     g.add_argument("--timeout", type=float, help="seconds per request (default 120)")
     g.add_argument("--max-tries", type=int, default=3, help="answers per report before falling back (default 3)")
-    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 4)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
 
