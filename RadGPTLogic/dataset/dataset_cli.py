@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .batch import PHASE_CHOICES
+from ..rules import PHASES
 
 
 def _positive_int(text: str) -> int:
@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     b.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes, one case each at a time (default: number of CPUs; 1 runs in-process)")
     ph = b.add_mutually_exclusive_group()
-    ph.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="contrast phase of every case (default: unknown)")
+    ph.add_argument("--phase", choices=PHASES, default=None, help="contrast phase of every case (default: unknown)")
     ph.add_argument("--phase-csv", metavar="FILE",
                     help="CSV case_id,phase (also RadGPT's 'BDMAP ID','CT Phase' with Plain/Venous/Arterial/Delay); "
                          "cases not listed get unknown")

@@ -14,7 +14,7 @@ Public API
 :func:`read_dicom_series` (``Volume`` only; the info's warnings are issued with
 :func:`warnings.warn`) and :func:`case_with_dicom_ct` (a :class:`~RadGPTLogic.case.Case`
 whose reference grid and HU come from the series, the DICOM twin of
-``labelmaps.case_with_ct``).
+``assemble.case_with_ct``).
 
 Geometry
 --------
@@ -64,7 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .nifti import Volume, canonical_affine, canonical_orientation, to_canonical
+from ..geometry import canonical_affine, canonical_orientation, to_canonical
+from .nifti import Volume
 
 # Relative tolerance on slice steps (and on the sideways drift of slice origins).
 SPACING_TOLERANCE = 0.01
@@ -325,17 +326,16 @@ def read_dicom_series_info(folder, series_uid: str | None = None, *, resample: b
 def case_with_dicom_ct(case_id: str, dicom_folder, series_uid: str | None = None, *, resample: bool = False):
     """A :class:`~RadGPTLogic.case.Case` whose reference grid and HU come from a DICOM series.
 
-    The DICOM twin of ``labelmaps.case_with_ct``: masks and label maps are then
+    The DICOM twin of ``assemble.case_with_ct``: masks and label maps are then
     checked against (or resampled onto) the series' grid.  ``case.sources["ct"]``
     records the folder, the series digest and its SeriesInstanceUID; the info's
     warnings go to ``case.warnings``.
     """
-    from ..case import Case, check_ct
+    from .assemble import attach_ct, case_on_volume_grid
 
     volume, info = read_dicom_series_info(dicom_folder, series_uid, resample=resample)
-    check_ct(volume)
-    case = Case._from_reference(case_id, volume)
-    case.ct_raw, case.ct_slope, case.ct_inter = volume.array, volume.slope, volume.inter
+    case = case_on_volume_grid(case_id, volume)
+    attach_ct(case, volume)
     case.sources["ct"] = [{"path": str(dicom_folder), "sha256": volume.sha256, "series_uid": info.series_uid}]
     case.warnings.extend(info.warnings)
     return case

@@ -75,8 +75,8 @@ import numpy as np
 from .. import __version__
 from .. import vocabulary as vocab
 from ..errors import InputError
+from ..geometry import GRID_TOLERANCE_MM, from_canonical, grid_deviation_mm
 from .atomic import write_files_atomically
-from .nifti import GRID_TOLERANCE_MM, from_canonical, grid_deviation_mm
 
 INSTALL_HINT = "DICOM SEG/SR export needs highdicom: pip install radgpt-slicer[dicom]"
 MANUFACTURER = "RadGPT for 3D Slicer"

@@ -31,7 +31,7 @@ import numpy as np
 
 from RadGPTLogic import vocabulary as vocab
 from RadGPTLogic.case import Case, Crop
-from RadGPTLogic.io.nifti import to_canonical
+from RadGPTLogic.geometry import to_canonical
 
 #: Name of Slicer's binary labelmap representation
 #: (``slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()``).
