@@ -24,9 +24,9 @@ import pytest
 
 from RadGPTLogic.case import Case
 from RadGPTLogic.errors import InputError
+from RadGPTLogic.io.assemble import case_with_dicom_ct
 from RadGPTLogic.io.dicom import (
     INSTALL_HINT,
-    case_with_dicom_ct,
     is_dicom_folder,
     list_dicom_series,
     read_dicom_series,

@@ -1,8 +1,7 @@
 """``radgpt batch`` and ``radgpt export-triplets``.
 
 ``register(subparsers)`` adds both to the ``radgpt`` command line (called from
-:func:`RadGPTLogic.cli.build_parser`); :func:`main` runs them on their own
-(``python -m RadGPTLogic.dataset.dataset_cli batch ...``) with the same exit codes.
+:func:`RadGPTLogic.cli.build_parser`; ``python -m RadGPTLogic batch ...`` works too).
 
 Exit codes: ``batch`` 0 when every case is ok or skipped, 1 when any case failed or
 timed out (the summary says which), 130/143 when stopped by SIGINT/SIGTERM (the
@@ -141,8 +140,3 @@ def cmd_export_triplets(args) -> int:
           f"-> {result.dest}")
     return 1 if result.excluded else 0
 
-
-if __name__ == "__main__":
-    from ..cli import main
-
-    sys.exit(main())

@@ -60,18 +60,33 @@ def case_with_ct(case_id: str, ct_path, *, dicom_series=None, dicom_resample=Fal
     """A case whose reference grid and HU values come from the CT at ``ct_path``.
 
     ``ct_path`` is a NIfTI file or a folder holding a DICOM series
-    (:func:`RadGPTLogic.io.dicom.case_with_dicom_ct`; ``dicom_series`` picks a
+    (:func:`case_with_dicom_ct`; ``dicom_series`` picks a
     SeriesInstanceUID, ``dicom_resample`` accepts uneven slices by interpolation).
     NaN/inf CT values are an :class:`InputError` naming the CT.
     """
     if Path(ct_path).is_dir():
-        from .dicom import case_with_dicom_ct
-
         return case_with_dicom_ct(case_id, ct_path, dicom_series, resample=dicom_resample)
     ct = read_nifti(ct_path)
     check_ct(ct)
     case = case_on_volume_grid(case_id, ct)
     attach_ct(case, ct)
+    return case
+
+
+def case_with_dicom_ct(case_id: str, dicom_folder, series_uid: str | None = None, *, resample: bool = False) -> Case:
+    """A case whose reference grid and HU come from a DICOM series (the DICOM twin of :func:`case_with_ct`).
+
+    Masks and label maps are then checked against (or resampled onto) the series'
+    grid.  ``case.sources["ct"]`` records the folder, the series digest and its
+    SeriesInstanceUID; the reader's warnings go to ``case.warnings``.
+    """
+    from .dicom import read_dicom_series_info
+
+    volume, info = read_dicom_series_info(dicom_folder, series_uid, resample=resample)
+    case = case_on_volume_grid(case_id, volume)
+    attach_ct(case, volume)
+    case.sources["ct"] = [{"path": str(dicom_folder), "sha256": volume.sha256, "series_uid": info.series_uid}]
+    case.warnings.extend(info.warnings)
     return case
 
 
