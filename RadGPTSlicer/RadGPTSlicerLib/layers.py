@@ -179,6 +179,8 @@ class SegmentTracker:
         self._layer_of: dict = {}  # segment ID -> layer key
         #: voxels compared by the last update (for the benchmark's accounting)
         self.last_compared = 0
+        #: segment IDs whose voxels changed in the last update
+        self.last_changed: set = set()
 
     def crop(self, segment_id: str) -> Crop:
         return self._crops.get(segment_id, Crop.empty())
@@ -211,6 +213,7 @@ class SegmentTracker:
                 changed |= self._update_same_extent(snap, state)
             else:
                 changed |= self._update_new_extent(snap, state)
+        self.last_changed = set(changed)
         return changed
 
     # the layer grew or shrank (Slicer shrinks layers to their nonzero voxels after each edit)

@@ -93,7 +93,7 @@ def add_volume(ct_ijk: np.ndarray, ijk_to_ras: np.ndarray, name="CT"):
     return node
 
 
-def add_segmentation(volume_node, masks_ijk: dict, shared=True, name="Segmentation", dtype=np.uint8):
+def add_segmentation(volume_node, masks_ijk: dict, shared=True, name="Segmentation", dtype=np.uint8, separate=()):
     """A segmentation node on the CT's geometry; segment IDs ``seg<n>`` in the order of ``masks_ijk``.
 
     ``shared``: all segments on one layer with label values 1, 2, ... (later masks win
@@ -108,7 +108,10 @@ def add_segmentation(volume_node, masks_ijk: dict, shared=True, name="Segmentati
     entries = [(f"seg{n}", seg_name, np.asarray(mask).transpose(2, 1, 0), None)
                for n, (seg_name, mask) in enumerate(masks_ijk.items(), start=1)]
     if shared:
-        segmentation.fake_add_shared_layer(entries, dtype=dtype)
+        segmentation.fake_add_shared_layer([e for e in entries if e[1] not in separate], dtype=dtype)
+        for segment_id, seg_name, mask_kji, color in entries:
+            if seg_name in separate:
+                segmentation.fake_add_segment(segment_id, seg_name, mask_kji, color)
     else:
         for segment_id, seg_name, mask_kji, color in entries:
             segmentation.fake_add_segment(segment_id, seg_name, mask_kji, color)
