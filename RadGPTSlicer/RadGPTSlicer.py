@@ -42,7 +42,7 @@ from RadGPTLogic.rules import PHASES  # noqa: E402 (needs the path set up above)
 
 #: Debounce delay after the last segment event: one Paint stroke fires its events within
 #: one mouse release, so a short delay coalesces them and keeps the panel close behind the edit.
-UPDATE_DELAY_MS = 60
+UPDATE_DELAY_MS = 30
 #: Singleton tag of the panel's own Segment Editor parameter node (SegmentEditor uses "SegmentEditor").
 EDITOR_NODE_TAG = "RadGPTSegmentEditor"
 #: QSettings prefix of the narrative settings (endpoint, model, examples, opt-in).
@@ -205,19 +205,25 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.editorFrame.layout().addWidget(self.editor)
 
     def _selectEditorNode(self) -> None:
+        """Use the panel's own Segment Editor parameter node (a singleton: it survives scene close)."""
         node = slicer.mrmlScene.GetSingletonNode(EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
         if node is None:
             node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
             node.UnRegister(None)
             node.SetSingletonTag(EDITOR_NODE_TAG)
             node = slicer.mrmlScene.AddNode(node)
+        self._setEditorNode(node)
+        self.editor.setMRMLSegmentEditorNode(node)
+
+    def _setEditorNode(self, node) -> None:
+        """Follow ``node``'s overwrite mode (None: stop following); one observer at most."""
         if node is self._editorNode:
             return
         if self._editorNode is not None:
             self.removeObserver(self._editorNode, vtk.vtkCommand.ModifiedEvent, self._showEditorMode)
         self._editorNode = node
-        self.editor.setMRMLSegmentEditorNode(node)
-        self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self._showEditorMode)
+        if node is not None:
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self._showEditorMode)
         self._showEditorMode()
 
     def cleanup(self) -> None:
@@ -248,8 +254,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         self._selectEditorNode()
         self.editor.installKeyboardShortcuts()
-        self.editor.setupViewObservations()
-        self.editor.updateWidgetFromMRML()
+        self.editor.updateWidgetFromMRML()  # views are observed once an effect is activated
 
     def exit(self) -> None:
         # Live updates go on (the findings stay current); the editor releases the views.
@@ -266,7 +271,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.editor.setSegmentationNode(None)
         self.editor.removeViewObservations()
         self._forgetFindings(_("Select a CT and its segmentation, then press Compute."))
-        self._editorNode = None
+        self._setEditorNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -390,9 +395,9 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from RadGPTSlicerLib.findings_view import lesion_rows, review_order
 
         self._findings = result.findings
-        for name, png in result.new_images.items():
+        for name, data in result.new_images.items():
             image = qt.QImage()
-            image.loadFromData(qt.QByteArray(png), "PNG")
+            image.loadFromData(qt.QByteArray(data), "PPM")  # uncompressed: decoding costs nothing
             self._images[name] = image
         order = review_order(self._findings, self._confidence)
         rows = lesion_rows(self._findings, self._confidence)
@@ -485,8 +490,8 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         session, result = built
         self._computeJob = None
         self.ui.computeProgressBar.setVisible(False)
-        self.controller.attach(session)
         self._showResult(result)
+        self.controller.attach(session, result)
         self._updateButtons()
 
     def _onComputeFailed(self, exc) -> None:

@@ -18,6 +18,7 @@ import py_compile
 import re
 import struct
 import sys
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def panel(phantom):
     seg = harness.add_segmentation(volume, phantom.masks, shared=True, separate=COUINAUD)
     module, widget = harness.open_panel()
     widget.ui.computeButton.click()
-    assert harness.wait_until(lambda: widget._findings is not None, 120)
+    assert harness.wait_until(lambda: widget._findings is not None and not widget.controller.busy, 120)
     yield widget, volume, seg, phantom
     widget.cleanup()
 
@@ -85,11 +86,8 @@ def current_masks(seg_node, phantom):
 def stroke(widget, seg_node, name, box_ijk, erase=False):
     """One Paint stroke through the embedded editor (its overwrite mode applies)."""
     widget.editor.setCurrentSegmentID(segment_id(seg_node, name))
-    shape = seg_node.GetSegmentation().fake_grid[0]
-    modifier = np.zeros(shape, bool)
     (i0, i1), (j0, j1), (k0, k1) = box_ijk
-    modifier[k0:k1, j0:j1, i0:i1] = True
-    widget.editor.fake_stroke(modifier, erase=erase)
+    widget.editor.fake_stroke(np.ones((k1 - k0, j1 - j0, i1 - i0), bool), erase=erase, origin_kji=(k0, j0, i0))
 
 
 # --------------------------------------------------------------------- the panel
@@ -204,8 +202,14 @@ def test_removing_the_segmentation_forgets_findings_and_observers(panel):
 def test_scene_close_releases_everything(panel):
     widget, volume, seg, phantom = panel
     segmentation = seg.GetSegmentation()
-    slicer.mrmlScene.Clear(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # VTKObservationMixin warns on a second observer of one method
+        slicer.mrmlScene.Clear(0)
     assert widget._findings is None and widget.controller.session is None
+    # the editor node is a singleton: it survives the close and is observed exactly once again
+    editor_node = slicer.mrmlScene.GetSingletonNode("RadGPTSegmentEditor", "vtkMRMLSegmentEditorNode")
+    assert widget._editorNode is editor_node
+    assert len([o for o in editor_node._observers.values() if getattr(o[1], "__self__", None) is widget]) == 1
     assert not [o for o in segmentation._observers.values() if getattr(o[1], "__self__", None) is widget]
     assert widget.ui.reportBrowser.toPlainText() == ""
 

@@ -13,6 +13,9 @@ single-shot timer), made non-blocking:
 3. The worker finds which segments really changed (their own voxels), updates the
    engine, renders changed key images and the report HTML.
 4. A GUI timer picks the result up and ``on_result`` swaps it into the panel.
+5. Key images of lesions whose masks changed are drawn next, as a job of their own
+   (the numbers are not held back for them); an edit arriving meanwhile stops
+   that job at the next image and is measured first.
 
 Edits arriving while a job runs are collected and sent as the next job once the
 running one is delivered; the shown findings stay marked stale until then.  Nothing
@@ -60,8 +63,13 @@ class LiveUpdateController:
         self._in_flight = False
         self._stale = False
         self._first_dirty_at = None
-        #: seconds from the first edit event to the result shown, per update
+        self._shown_dirty_at = None
+        self._images_job = None
+        self._images_wanted = False  # the findings shown have key images still to draw
+        #: seconds from the first edit event to the findings shown, per update
         self.latencies: list = []
+        #: seconds from the first edit event to its key images shown
+        self.image_latencies: list = []
         #: seconds the GUI thread spent in the snapshot step, per update
         self.snapshot_times: list = []
         self.updates = 0
@@ -85,6 +93,7 @@ class LiveUpdateController:
 
     @property
     def busy(self) -> bool:
+        """A measurement or key-image job is running."""
         return self._in_flight
 
     def _has_dirty(self) -> bool:
@@ -96,11 +105,18 @@ class LiveUpdateController:
             self._on_stale(stale)
 
     # ------------------------------------------------------- lifecycle
-    def attach(self, session) -> None:
-        """Follow ``session`` (built by a Compute from a snapshot taken before any later edit)."""
+    def attach(self, session, result=None) -> None:
+        """Follow ``session`` (built by a Compute from a snapshot taken before any later edit).
+
+        ``result``: the Compute's own result (already shown); its pending key images are drawn next.
+        """
         self.session = session
         if self._has_dirty() and self._enabled and not self._in_flight:
             self._timer.start()
+        elif result is not None and result.images_pending:
+            self._images_wanted = True
+            if not self._in_flight:
+                self._queue_images(session)
 
     def detach(self) -> None:
         """Stop following (inputs changed, node removed, scene closed); drops pending work."""
@@ -109,6 +125,9 @@ class LiveUpdateController:
         self._dirty.clear()
         self._dirty_all = False
         self._first_dirty_at = None
+        self._images_wanted = False
+        if self._images_job is not None:
+            self._images_job.cancel()
         self._set_stale(False)
 
     def shutdown(self) -> None:
@@ -126,6 +145,8 @@ class LiveUpdateController:
             self._first_dirty_at = time.perf_counter()
         if self.session is None:
             return  # nothing computed yet: the next Compute reads everything anyway
+        if self._images_job is not None:
+            self._images_job.cancel()  # the edit goes first; the images follow its findings
         self._set_stale(True)
         if self._enabled and not self._in_flight:
             self._timer.start()
@@ -160,25 +181,28 @@ class LiveUpdateController:
 
     def _delivered(self, session, result) -> None:
         self._in_flight = False
-        if session is not self.session:  # inputs changed meanwhile: drop it
+        if session is not self.session:  # inputs changed meanwhile: drop it, serve the new session
+            self._resume()
             return
         if result is not None:
             self.updates += 1
             self._on_result(result)
             if self._first_dirty_at is not None:
                 self.latencies.append(time.perf_counter() - self._first_dirty_at)
+            self._shown_dirty_at = self._first_dirty_at
         self._first_dirty_at = None
-        self._after_job()
+        self._after_job(result)
 
     def _failed(self, session, exc) -> None:
         self._in_flight = False
         if session is not self.session:
+            self._resume()
             return
         self._dirty_all = True  # retry everything on the next edit or Compute
         self._set_stale(True)
         self._on_error(exc)
 
-    def _after_job(self) -> None:
+    def _after_job(self, result=None) -> None:
         if self._has_dirty():
             self._set_stale(True)
             if self._first_dirty_at is None:
@@ -187,3 +211,46 @@ class LiveUpdateController:
                 self._timer.start()
         else:
             self._set_stale(False)
+            if result is not None and result.images_pending:
+                self._images_wanted = True
+            if self._images_wanted and self.session is not None:
+                self._queue_images(self.session)
+
+    def _resume(self) -> None:
+        """A job of a former session ended: start what the current one waits for."""
+        if self.session is not None:
+            self._after_job(None)
+
+    # ------------------------------------------------------- key images
+    def _queue_images(self, session) -> None:
+        self._in_flight = True
+        self._images_job = self.jobs.submit(
+            lambda ctx: session.render_images(stop=ctx.cancelled),
+            on_done=lambda result: self._images_delivered(session, result),
+            on_error=lambda exc: self._images_failed(session, exc), name="key images")
+
+    def _images_delivered(self, session, result) -> None:
+        self._in_flight = False
+        self._images_job = None
+        if session is not self.session:
+            self._resume()
+            return
+        if result is not None:
+            self._images_wanted = False
+            self._on_result(result)
+            if self._shown_dirty_at is not None:
+                self.image_latencies.append(time.perf_counter() - self._shown_dirty_at)
+        self._shown_dirty_at = None
+        self._after_job(None)
+
+    def _images_failed(self, session, exc) -> None:
+        from .jobs import Cancelled
+
+        self._in_flight = False
+        self._images_job = None
+        if session is not self.session:
+            self._resume()
+            return
+        if not isinstance(exc, Cancelled):
+            self._on_error(exc)
+        self._after_job(None)

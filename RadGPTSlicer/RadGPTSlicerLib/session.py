@@ -30,14 +30,20 @@ from .layers import SegmentTracker
 
 @dataclass
 class UpdateResult:
-    """What the GUI thread swaps in: findings, report HTML, new key images, timings."""
+    """What the GUI thread swaps in: findings, report HTML, new key images, timings.
+
+    ``images_pending`` lists lesions whose key image is still to be drawn (the HTML
+    shows "key image updating" for them); :meth:`MeasurementSession.render_images`
+    draws them next, unless another edit comes first.
+    """
 
     findings: dict
     html: str
     changed_segments: tuple
-    new_images: dict = field(default_factory=dict)  # resource name -> PNG bytes
+    new_images: dict = field(default_factory=dict)  # resource name -> PPM bytes (QImage reads them as they are)
     timings: dict = field(default_factory=dict)     # step -> seconds
     warnings: list = field(default_factory=list)
+    images_pending: tuple = ()
 
 
 def union_crops(crops: list) -> Crop:
@@ -54,13 +60,24 @@ def union_crops(crops: list) -> Crop:
     return Crop(box, offset)
 
 
+#: Shown in place of a key image being redrawn.
+IMAGE_PENDING_NOTE = "key image updating..."
+
+
+def ppm_bytes(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 image as binary PPM: no compression, so the GUI decodes it in microseconds."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return b"P6\n%d %d\n255\n" % (rgb.shape[1], rgb.shape[0]) + rgb.tobytes()
+
+
 class KeyImageCache:
     """Key images per lesion, re-rendered only when what they show changed.
 
     A lesion's image depends on its mask (and, for a generic ``*_lesion`` mask, the
     typed masks of the same organ subtracted from it), the slice and calipers of
     its finding, and the CT.  That is the cache key; the resource name embeds it,
-    so the GUI's text document keeps each PNG once.
+    so the GUI's text document keeps each image once.  Images go to the GUI as PPM
+    (the panel shows them at their size; report.html keeps PNG).
     """
 
     def __init__(self):
@@ -70,12 +87,39 @@ class KeyImageCache:
     def _key(self, case, lesion: dict, digests) -> tuple:
         mask = lesion.get("mask") or ""
         organ = vocab.LESION_ORGAN_KIND.get(mask, (None, None))[0]
-        related = sorted(m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == organ) if organ else [mask]
+        generic = vocab.GENERIC_LESION.get(organ) if organ else None
+        # a generic mask has its organ's typed masks removed in the image; a typed mask is drawn alone
+        related = sorted(m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == organ) if mask == generic else [mask]
+        if not case.has_ct and organ:  # without a CT the organ masks are drawn in grey
+            related += list(vocab.LESION_ORGAN_MASKS.get(organ, ()))
         return (lesion["id"], tuple((m, digests(m)) for m in related if case.has(m)), lesion.get("slice_index"),
-                repr(lesion.get("calipers_ras_mm")))
+                repr(lesion.get("calipers_ras_mm")), lesion.get("longest_diameter_mm"),
+                lesion.get("perpendicular_diameter_mm"))
 
-    def images(self, case, findings: dict, digests) -> tuple:
-        """(images for report_context, new resource name -> PNG bytes)."""
+    @staticmethod
+    def _shown(entry) -> dict:
+        name, data, ki = entry
+        return {"src": name if data is not None else None, "width": ki.width, "height": ki.height,
+                "note": ki.note, "has_ct": ki.has_ct, "labels": ki.labels}
+
+    def lookup(self, case, findings: dict, digests) -> tuple:
+        """(images for report_context, ids of lesions whose image must be drawn): nothing is drawn."""
+        images, pending = {}, []
+        for lesion in findings.get("lesions", []):
+            entry = self._by_key.get(self._key(case, lesion, digests))
+            if entry is None:
+                pending.append(lesion["id"])
+                images[lesion["id"]] = {"src": None, "width": 0, "height": 0, "note": IMAGE_PENDING_NOTE,
+                                        "has_ct": case.has_ct, "labels": {}}
+            else:
+                images[lesion["id"]] = self._shown(entry)
+        return images, tuple(pending)
+
+    def images(self, case, findings: dict, digests, stop=None) -> tuple:
+        """(images for report_context, new resource name -> PPM bytes); draws what is missing.
+
+        ``stop()`` is asked before each drawing; when true, the rest stay pending (None returned).
+        """
         from RadGPTLogic.report.keyimages import KeyImage, key_image
 
         images, new, keep = {}, {}, {}
@@ -83,25 +127,26 @@ class KeyImageCache:
             key = self._key(case, lesion, digests)
             entry = self._by_key.get(key)
             if entry is None:
+                if stop is not None and stop():
+                    return None, new
                 try:
                     ki = key_image(case, lesion)
                 except Exception as exc:  # noqa: BLE001 - one bad picture must not cost the report
                     ki = KeyImage(lesion["id"], note=f"no key image ({type(exc).__name__}: {exc})")
                 self.renders += 1
-                name = "radgpt-key-%08x.png" % (abs(hash(key)) & 0xFFFFFFFF)
-                png = ki.png
-                entry = (name, png, ki)
-                if png is not None:
-                    new[name] = png
+                name = "radgpt-key-%08x.ppm" % (abs(hash(key)) & 0xFFFFFFFF)
+                data = ppm_bytes(ki.rgb) if ki.rgb is not None else None
+                entry = (name, data, ki)
+                self._by_key[key] = entry
+                if data is not None:
+                    new[name] = data
             keep[key] = entry
-            name, png, ki = entry
-            images[lesion["id"]] = {"src": name if png is not None else None, "width": ki.width,
-                                    "height": ki.height, "note": ki.note, "has_ct": ki.has_ct, "labels": ki.labels}
+            images[lesion["id"]] = self._shown(entry)
         self._by_key = keep
         return images, new
 
-    def all_pngs(self) -> dict:
-        return {name: png for name, png, _ in self._by_key.values() if png is not None}
+    def all_images(self) -> dict:
+        return {name: data for name, data, _ in self._by_key.values() if data is not None}
 
 
 def render_panel_html(findings: dict, images: dict) -> str:
@@ -136,6 +181,7 @@ class MeasurementSession:
         self.names: dict = OrderedDict()  # segment ID -> segment name (what the engine reflects)
         self._digests: dict = {}
         self.updates = 0
+        self.findings: dict = {}  # what the last update computed
 
     # ----------------------------------------------------------------- helpers
     def _digest(self, name: str):
@@ -168,7 +214,7 @@ class MeasurementSession:
         ``full_crops``: segment ID -> canonical Crop read through the full-extent
         export (segments whose layer is off the CT lattice).
         """
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         changed = set(self.tracker.update(snapshots))
         for sid, crop in (full_crops or {}).items():
             if self.tracker.set_crop(sid, crop):
@@ -197,12 +243,26 @@ class MeasurementSession:
             return None
         findings = self.engine.compute().to_dict()
         t2 = time.perf_counter()
-        images, new = self.images.images(self.case, findings, self._digest)
+        images, pending = self.images.lookup(self.case, findings, self._digest)
         html = render_panel_html(findings, images)
         t3 = time.perf_counter()
         self.updates += 1
-        return UpdateResult(findings, html, tuple(sorted(changed)), new,
-                            {"track": t1 - t0, "compute": t2 - t1, "report": t3 - t2})
+        self.findings = findings
+        return UpdateResult(findings, html, tuple(sorted(changed)), {},
+                            {"track": t1 - t0, "compute": t2 - t1, "report": t3 - t2,
+                             "cpu": time.thread_time() - cpu0}, images_pending=pending)
+
+    def render_images(self, stop=None):
+        """Draw the key images the last update left pending; an :class:`UpdateResult` or None (stopped)."""
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        findings = self.findings
+        images, new = self.images.images(self.case, findings, self._digest, stop)
+        if images is None:
+            return None
+        t1 = time.perf_counter()
+        html = render_panel_html(findings, images)
+        return UpdateResult(findings, html, (), new, {"images": t1 - t0, "report": time.perf_counter() - t1,
+                                                      "cpu": time.thread_time() - cpu0})
 
     def set_phase(self, phase: str):
         self.engine.set_phase(phase)

@@ -94,16 +94,85 @@ class vtkOrientedImageData(vtk.vtkObject):
 
     def fake_set_full(self, full_kji: np.ndarray) -> None:
         """Replace the voxels from a whole-grid array, shrunk to the nonzero extent (new buffer)."""
-        nz = np.nonzero(full_kji.any(axis=(1, 2)))[0]
-        if nz.size == 0:
-            self._array, self._extent = np.zeros((0, 0, 0), full_kji.dtype), (0, -1, 0, -1, 0, -1)
-        else:
-            k0, k1 = nz[0], nz[-1]
-            j = np.nonzero(full_kji.any(axis=(0, 2)))[0]
-            i = np.nonzero(full_kji.any(axis=(0, 1)))[0]
-            self._array = np.ascontiguousarray(full_kji[k0:k1 + 1, j[0]:j[-1] + 1, i[0]:i[-1] + 1])
-            self._extent = (int(i[0]), int(i[-1]), int(j[0]), int(j[-1]), int(k0), int(k1))
+        self._array = np.array(full_kji, copy=True, order="C")
+        self._extent = (0, full_kji.shape[2] - 1, 0, full_kji.shape[1] - 1, 0, full_kji.shape[0] - 1)
+        if not full_kji.size:
+            self._extent = (0, -1, 0, -1, 0, -1)
+        self._shrink()
         self.Modified()
+
+    # Region access: what vtkOrientedImageDataResample::MergeImage / CopyImage do over the
+    # modifier's extent only (Slicer never touches the whole grid for one brush stroke).
+    def fake_region(self, origin_kji, shape_kji) -> np.ndarray:
+        """A copy of this layer's values over the box ``origin_kji`` + ``shape_kji`` (0 outside the extent)."""
+        out = np.zeros(shape_kji, self._array.dtype)
+        src, dst = self._overlap(origin_kji, shape_kji)
+        if src is not None:
+            out[dst] = self._array[src]
+        return out
+
+    def fake_write_region(self, origin_kji, values: np.ndarray) -> None:
+        """Write ``values`` over the box at ``origin_kji``: the extent grows to hold it, then shrinks to the
+        nonzero voxels (vtkSegmentationModifier::ShrinkSegmentToEffectiveExtent)."""
+        values = np.asarray(values)
+        if values.any():
+            self._grow(origin_kji, values.shape, values.dtype)
+        src, dst = self._overlap(origin_kji, values.shape)
+        if src is not None:
+            self._array[src] = values[dst]
+            self._shrink()
+        self.Modified()
+
+    def _box(self):
+        """(origin_kji, shape_kji) of the extent."""
+        i0, i1, j0, j1, k0, k1 = self._extent
+        return (k0, j0, i0), (max(k1 - k0 + 1, 0), max(j1 - j0 + 1, 0), max(i1 - i0 + 1, 0))
+
+    def _overlap(self, origin_kji, shape_kji):
+        """(slices into the layer array, slices into the box) of their intersection, or (None, None)."""
+        lo_l, sh_l = self._box()
+        src, dst = [], []
+        for a in range(3):
+            lo = max(lo_l[a], origin_kji[a])
+            hi = min(lo_l[a] + sh_l[a], origin_kji[a] + shape_kji[a])
+            if hi <= lo:
+                return None, None
+            src.append(slice(lo - lo_l[a], hi - lo_l[a]))
+            dst.append(slice(lo - origin_kji[a], hi - origin_kji[a]))
+        return tuple(src), tuple(dst)
+
+    def _grow(self, origin_kji, shape_kji, dtype) -> None:
+        lo_l, sh_l = self._box()
+        if all(sh_l):
+            lo = [min(lo_l[a], origin_kji[a]) for a in range(3)]
+            hi = [max(lo_l[a] + sh_l[a], origin_kji[a] + shape_kji[a]) for a in range(3)]
+        else:
+            lo, hi = list(origin_kji), [origin_kji[a] + shape_kji[a] for a in range(3)]
+        if lo == list(lo_l) and [h - l for h, l in zip(hi, lo)] == list(sh_l):
+            return
+        grown = np.zeros([h - l for h, l in zip(hi, lo)], np.promote_types(self._array.dtype, dtype))
+        if all(sh_l):
+            grown[tuple(slice(lo_l[a] - lo[a], lo_l[a] - lo[a] + sh_l[a]) for a in range(3))] = self._array
+        self._array = grown
+        self._extent = (lo[2], hi[2] - 1, lo[1], hi[1] - 1, lo[0], hi[0] - 1)
+
+    def _shrink(self) -> None:
+        """Drop empty boundary planes (the effective extent), without scanning the interior twice."""
+        a = self._array
+        if a.size == 0 or not a.any():
+            self._array, self._extent = np.zeros((0, 0, 0), a.dtype), (0, -1, 0, -1, 0, -1)
+            return
+        lo, hi = [0, 0, 0], list(a.shape)
+        for axis in range(3):
+            while not np.take(a, lo[axis], axis=axis)[tuple(slice(lo[b], hi[b]) for b in range(3) if b != axis)].any():
+                lo[axis] += 1
+            while not np.take(a, hi[axis] - 1, axis=axis)[tuple(slice(lo[b], hi[b]) for b in range(3) if b != axis)].any():
+                hi[axis] -= 1
+        if lo == [0, 0, 0] and hi == list(a.shape):
+            return
+        (k0, j0, i0), _ = self._box()
+        self._array = np.ascontiguousarray(a[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+        self._extent = (i0 + lo[2], i0 + hi[2] - 1, j0 + lo[1], j0 + hi[1] - 1, k0 + lo[0], k0 + hi[0] - 1)
 
 
 class vtkSegment(vtk.vtkObject):
@@ -328,15 +397,25 @@ class vtkSegmentation(vtk.vtkObject):
         layer = segment.GetRepresentation(BINARY_LABELMAP)
         return layer.fake_full(self.fake_grid[0]) == segment.GetLabelValue()
 
-    def fake_edit(self, segment_id, modifier_kji, *, erase=False, overwrite_mode=0, visible=None):
+    def fake_edit(self, segment_id, modifier_kji, *, origin_kji=(0, 0, 0), erase=False, overwrite_mode=0,
+                  visible=None):
         """What one Segment Editor stroke (Paint / Erase effect) does to the segmentation.
 
-        ``modifier_kji``: bool array on the reference grid, the brush footprint.
+        ``modifier_kji``: bool brush footprint, a box placed at ``origin_kji`` on the
+        reference grid (the whole grid when ``origin_kji`` is zero and the shapes match).
         Mirrors vtkSlicerSegmentEditorLogic::ModifySegmentByLabelmap (ModificationModeAdd
-        or ModificationModeRemove) and vtkSegmentationModifier::ModifyBinaryLabelmap.
+        or ModificationModeRemove) and vtkSegmentationModifier::ModifyBinaryLabelmap:
+        only voxels inside the modifier's extent are read and written.
         """
-        shape, _ = self.fake_grid
         modifier = np.asarray(modifier_kji, bool)
+        origin = tuple(int(v) for v in origin_kji)
+        nz = np.nonzero(modifier)
+        if not nz[0].size:
+            return
+        lo = [int(n.min()) for n in nz]
+        hi = [int(n.max()) + 1 for n in nz]
+        modifier = modifier[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        origin = tuple(o + l for o, l in zip(origin, lo))
         others = [s for s in self._segments if s != segment_id]
         if overwrite_mode == 0:
             to_overwrite = others
@@ -345,26 +424,25 @@ class vtkSegmentation(vtk.vtkObject):
         else:
             to_overwrite = []
         segment = self._segments[segment_id]
+        label = segment.GetLabelValue()
+        layer = segment.GetRepresentation(BINARY_LABELMAP)
         if erase:
-            layer = segment.GetRepresentation(BINARY_LABELMAP)
-            full = layer.fake_full(shape)
-            full[modifier & (full == segment.GetLabelValue())] = 0
-            layer.fake_set_full(full)
+            region = layer.fake_region(origin, modifier.shape)
+            region[modifier & (region == label)] = 0
+            layer.fake_write_region(origin, region)
             self._content_event(segment_id)
             return
-        layer = segment.GetRepresentation(BINARY_LABELMAP)
         shared = [s for s in self._sharing(layer) if s != segment_id]
-        full = layer.fake_full(shape)
+        region = layer.fake_region(origin, modifier.shape)
         protected = [s for s in shared if s not in to_overwrite]
-        if any((modifier & (full == self._segments[s].GetLabelValue())).any() for s in protected):
+        if any((modifier & (region == self._segments[s].GetLabelValue())).any() for s in protected):
             # SeparateModifiedSegmentFromSharedLabelmap: the painted segment gets a layer of its own
             self.SeparateSegmentLabelmap(segment_id)
             layer = segment.GetRepresentation(BINARY_LABELMAP)
-            full = layer.fake_full(shape)
-        full[modifier] = segment.GetLabelValue()  # MODE_MERGE_MASK: shared labels under the brush are replaced
-        if full.dtype != np.uint8 and full.max() <= 255:
-            full = full.astype(np.uint8)
-        layer.fake_set_full(full)
+            label = segment.GetLabelValue()
+            region = layer.fake_region(origin, modifier.shape)
+        region[modifier] = label  # MODE_MERGE_MASK: shared labels under the brush are replaced
+        layer.fake_write_region(origin, region)
         self._content_event(segment_id)
         # segments on other layers that may be overwritten: erased one layer at a time
         erased = []
@@ -376,12 +454,13 @@ class vtkSegmentation(vtk.vtkObject):
             if any(other_layer is l for l in erased):
                 continue
             erased.append(other_layer)
-            ofull = other_layer.fake_full(shape)
+            oregion = other_layer.fake_region(origin, modifier.shape)
+            before = oregion.copy()
             for sid in self._sharing(other_layer):
                 if sid in to_overwrite:
-                    ofull[modifier & (ofull == self._segments[sid].GetLabelValue())] = 0
-            if not np.array_equal(ofull, other_layer.fake_full(shape)):
-                other_layer.fake_set_full(ofull)
+                    oregion[modifier & (oregion == self._segments[sid].GetLabelValue())] = 0
+            if not np.array_equal(oregion, before):
+                other_layer.fake_write_region(origin, oregion)
                 self._content_event(other)
 
     def _content_event(self, segment_id):

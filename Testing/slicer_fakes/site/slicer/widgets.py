@@ -234,7 +234,8 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         pass
 
     # fake: one Paint (or Erase) stroke of the current segment
-    def fake_stroke(self, modifier_kji, erase=False):
+    def fake_stroke(self, modifier_kji, erase=False, origin_kji=(0, 0, 0)):
+        """Brush footprint ``modifier_kji`` (bool box at ``origin_kji`` of the reference grid)."""
         node = self._segmentation
         display = node.GetDisplayNode()
         visible = None
@@ -243,8 +244,8 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
             visible = [seg.GetNthSegmentID(n) for n in range(seg.GetNumberOfSegments())
                        if display.GetSegmentVisibility(seg.GetNthSegmentID(n))]
         mode = self._editor_node.GetOverwriteMode() if self._editor_node is not None else 0
-        node.GetSegmentation().fake_edit(self._segment_id, modifier_kji, erase=erase, overwrite_mode=mode,
-                                         visible=visible)
+        node.GetSegmentation().fake_edit(self._segment_id, modifier_kji, origin_kji=origin_kji, erase=erase,
+                                         overwrite_mode=mode, visible=visible)
 
 
 __all__ = ["qMRMLWidget", "qMRMLNodeComboBox", "ctkCollapsibleButton", "qMRMLSegmentEditorWidget", "vtk"]
