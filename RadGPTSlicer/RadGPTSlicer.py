@@ -858,8 +858,8 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
 
 
 class RadGPTSlicerTest(ScriptedLoadableModuleTest):
-    """Self-test in Slicer: a synthetic CT and a shared-layer segmentation built in the scene,
-    measured through the real Slicer calls; then an edit is measured again."""
+    """Self-test in Slicer: a synthetic CT and a shared-layer segmentation built in the scene and
+    measured through the real Slicer calls; then the panel follows an edit of the tumour."""
 
     SHAPE_KJI = (24, 48, 56)
     IJK_TO_RAS = np.array([
@@ -870,14 +870,16 @@ class RadGPTSlicerTest(ScriptedLoadableModuleTest):
     ])
 
     def setUp(self):
-        slicer.mrmlScene.Clear()
+        slicer.mrmlScene.Clear(0)
 
     def runTest(self):
         self.setUp()
         self.test_LesionDiameterFromNodes()
+        self.setUp()
+        self.test_PanelFollowsAnEdit()
 
-    def test_LesionDiameterFromNodes(self):
-        self.delayDisplay("Measuring a synthetic liver tumour through Slicer nodes")
+    def _scene(self):
+        """CT and segmentation (liver, spleen, liver_tumor on one shared layer, as Slicer imports a labelmap)."""
         ct = np.full(self.SHAPE_KJI, -100, np.int16)
         labels = np.zeros(self.SHAPE_KJI, np.uint8)
         labels[4:20, 8:40, 10:50] = 1   # liver
@@ -891,10 +893,24 @@ class RadGPTSlicerTest(ScriptedLoadableModuleTest):
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "RadGPT test segmentation")
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
         slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelNode, segmentationNode)
+        slicer.mrmlScene.RemoveNode(labelNode)
         segmentation = segmentationNode.GetSegmentation()
         for index, name in enumerate(("liver", "spleen", "liver_tumor")):
             segmentation.GetNthSegment(index).SetName(name)
+        return volumeNode, segmentationNode
 
+    def _waitFor(self, condition, timeout_s: float = 60.0) -> bool:
+        import time
+
+        deadline = time.time() + timeout_s
+        while not condition() and time.time() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.01)
+        return bool(condition())
+
+    def test_LesionDiameterFromNodes(self):
+        self.delayDisplay("Measuring a synthetic liver tumour through Slicer nodes")
+        volumeNode, segmentationNode = self._scene()
         findings = RadGPTSlicerLogic().computeFindings(volumeNode, segmentationNode, "venous")
         self.assertEqual(len(findings["lesions"]), 1)
         lesion = findings["lesions"][0]
@@ -904,4 +920,32 @@ class RadGPTSlicerTest(ScriptedLoadableModuleTest):
         self.assertAlmostEqual(lesion["volume_ml"], 20 * 12 * 6 * 0.75 * 0.75 * 2.0 / 1000.0, places=6)
         self.assertAlmostEqual(lesion["mean_hu"], 20.0, places=3)
         RadGPTSlicerLogic().showLesion(lesion, volumeNode)
+        self.delayDisplay("Test passed")
+
+    def test_PanelFollowsAnEdit(self):
+        self.delayDisplay("The panel re-measures the tumour after an edit, in the background")
+        volumeNode, segmentationNode = self._scene()
+        widget = slicer.util.getModuleWidget("RadGPTSlicer")
+        widget.initializeParameterNode()
+        parameters = widget._parameterNode
+        parameters.inputVolume = volumeNode
+        parameters.segmentation = segmentationNode
+        parameters.phase = "venous"
+        parameters.autoUpdate = True
+        widget.onComputeButton()
+        self.assertTrue(self._waitFor(lambda: widget._findings is not None and not widget.controller.busy))
+        self.assertEqual(len(widget._findings["lesions"]), 1)
+        # the tumour grows to 28 x 12 voxels in plane (21 x 9 mm): longest chord hypot(21, 8.25) mm
+        segmentation = segmentationNode.GetSegmentation()
+        tumourId = segmentation.GetSegmentIdBySegmentName("liver_tumor")
+        tumour = np.zeros(self.SHAPE_KJI, np.uint8)
+        tumour[8:14, 18:30, 12:40] = 1
+        updates = widget.controller.updates
+        slicer.util.updateSegmentBinaryLabelmapFromArray(tumour, segmentationNode, tumourId, volumeNode)
+        self.assertTrue(self._waitFor(lambda: widget.controller.updates > updates and not widget.controller.stale
+                                      and not widget.controller.busy))
+        lesion = widget._findings["lesions"][0]
+        self.assertAlmostEqual(lesion["longest_diameter_mm"], float(np.hypot(21.0, 8.25)), places=3)
+        self.assertEqual(widget.ui.findingsTable.rowCount(), 1)
+        self.assertIn("Up to date", widget.ui.statusLabel.property("text"))
         self.delayDisplay("Test passed")

@@ -65,6 +65,9 @@ def open_panel():
     module = importlib.import_module("RadGPTSlicer")
     widget = module.RadGPTSlicerWidget()
     widget.setup()
+    import slicer
+
+    slicer.fake_module_widgets["RadGPTSlicer"] = widget
     widget.parent.isEntered = True
     widget.enter()
     return module, widget

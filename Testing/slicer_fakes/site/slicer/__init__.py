@@ -60,6 +60,23 @@ class _MarkupsLogic:
         self.jumps.append((x, y, z))
 
 
+class _SegmentationsLogic:
+    """vtkSlicerSegmentationsModuleLogic (the static methods the module uses)."""
+
+    def ImportLabelmapToSegmentationNode(self, labelmapNode, segmentationNode, third="", userMessages=None):
+        import vtk
+
+        segmentation = segmentationNode.GetSegmentation()
+        if segmentationNode.GetDisplayNode() is None:
+            segmentationNode.CreateDefaultDisplayNodes()
+        if isinstance(third, vtk.vtkStringArray):
+            ids = [third.GetValue(n) for n in range(third.GetNumberOfValues())]
+            return segmentation.fake_import_labelmap(labelmapNode.fake_array, segment_ids=ids)
+        if third:
+            raise NotImplementedError("fake import: insertBeforeSegmentId is not modelled")
+        return segmentation.fake_import_labelmap(labelmapNode.fake_array, names=[labelmapNode.GetName()])
+
+
 class _Module:
     def __init__(self, logic):
         self._logic = logic
@@ -71,6 +88,7 @@ class _Module:
 class _Modules:
     def __init__(self):
         self.markups = _Module(_MarkupsLogic())
+        self.segmentations = _Module(_SegmentationsLogic())
 
 
 mrmlScene = vtkMRMLScene()
@@ -78,11 +96,14 @@ app = _App()
 modules = _Modules()
 dicomDatabase = None
 selfTests = {}
+#: fake-only: module name -> Python widget object of the panels the harness opened
+fake_module_widgets = {}
 
 
 def reset():
     """A fresh scene and application state (test helper)."""
     global mrmlScene, app, modules, dicomDatabase
+    fake_module_widgets.clear()
     mrmlScene = vtkMRMLScene()
     app = _App()
     modules = _Modules()

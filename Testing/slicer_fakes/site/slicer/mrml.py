@@ -154,6 +154,10 @@ class vtkMRMLVolumeNode(vtkMRMLTransformableNode):
             for c in range(4):
                 matrix.SetElement(r, c, self.fake_ijk_to_ras[r, c])
 
+    def SetIJKToRASMatrix(self, matrix):
+        self.fake_ijk_to_ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        self.Modified()
+
     def GetStorageNode(self):
         return self.GetNodeReference("storage")
 

@@ -262,6 +262,10 @@ class vtkSegmentation(vtk.vtkObject):
     def GetSegment(self, segment_id):
         return self._segments.get(segment_id)
 
+    def GetNthSegment(self, index):
+        ids = list(self._segments)
+        return self._segments[ids[index]] if 0 <= index < len(ids) else None
+
     def GetSegmentIdBySegmentName(self, name):
         for sid, seg in self._segments.items():
             if seg.GetName().lower() == str(name).lower():
@@ -378,6 +382,46 @@ class vtkSegmentation(vtk.vtkObject):
             segment._representations[BINARY_LABELMAP] = layer
             self._add(segment_id, segment)
         return layer
+
+    def fake_import_labelmap(self, labels_kji, segment_ids=None, names=None):
+        """vtkSlicerSegmentationsModuleLogic::ImportLabelmapToSegmentationNode on the reference grid.
+
+        With ``segment_ids`` (the vtkStringArray overload) label value n + 1 goes to
+        ``segment_ids[n]`` (created when missing, named after its ID), all on one
+        shared layer over the whole labelmap extent.  Without, one new segment per
+        label value found, named ``Label_<value>`` (or ``names[0]`` when there is a
+        single label: the labelmap node's name), on one layer shrunk to the
+        labels' extent.
+        """
+        shape, i2w = self.fake_grid
+        labels_kji = np.asarray(labels_kji)
+        if labels_kji.shape != tuple(shape):
+            raise NotImplementedError("fake import: the labelmap must be on the segmentation's reference grid")
+        layer = vtkOrientedImageData(image_to_world=i2w)
+        layer._array = np.array(labels_kji, copy=True, order="C")
+        layer._extent = (0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1)
+        if segment_ids is None:
+            layer._shrink()
+            values = [int(v) for v in np.unique(layer._array) if v != 0]
+            for value in values:
+                segment = vtkSegment()
+                segment._name = names[0] if (names and len(values) == 1) else f"Label_{value}"
+                segment._label = value
+                segment._representations[BINARY_LABELMAP] = layer
+                self._add(self._generate_id(), segment)
+            return True
+        for n, segment_id in enumerate(segment_ids):
+            if not segment_id:
+                continue
+            segment = self._segments.get(segment_id)
+            if segment is None:
+                segment = vtkSegment()
+                segment._name = segment_id
+                self._add(segment_id, segment)
+            segment._label = n + 1
+            segment._representations[BINARY_LABELMAP] = layer
+        self._content_event(segment_ids[0] if segment_ids else "")
+        return True
 
     def fake_add_segment(self, segment_id, name, mask_kji, color=None):
         """Add a segment on a layer of its own (label 1)."""

@@ -119,6 +119,24 @@ def arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, referenceVolumeN
     return narray
 
 
+def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None):
+    """A new volume node holding a copy of ``narray`` ([k, j, i]) with the given IJK to RAS matrix."""
+    volumeNode = slicer.mrmlScene.AddNewNodeByClass(nodeClassName or "vtkMRMLScalarVolumeNode", name or "")
+    if ijkToRAS is not None:
+        import vtk
+
+        if not isinstance(ijkToRAS, vtk.vtkMatrix4x4):
+            matrix = vtk.vtkMatrix4x4()
+            for r in range(4):
+                for c in range(4):
+                    matrix.SetElement(r, c, float(np.asarray(ijkToRAS)[r, c]))
+            ijkToRAS = matrix
+        volumeNode.SetIJKToRASMatrix(ijkToRAS)
+    volumeNode.fake_array = np.array(narray, copy=True, order="C")
+    volumeNode.CreateDefaultDisplayNodes()
+    return volumeNode
+
+
 def updateSegmentBinaryLabelmapFromArray(narray, segmentationNode, segmentId, referenceVolumeNode=None):
     segmentation = segmentationNode.GetSegmentation()
     segment = segmentation.GetSegment(segmentId)
@@ -149,6 +167,15 @@ def getNode(pattern="*", index=0, scene=None):
 
 class MRMLNodeNotFoundException(Exception):
     pass
+
+
+def getModuleWidget(module):
+    """The Python widget object of a scripted module (the harness registers the panels it opens)."""
+    name = module if isinstance(module, str) else module.name
+    widget = slicer.fake_module_widgets.get(name)
+    if widget is None:
+        raise RuntimeError("Could not find module with name '%s'" % name)
+    return widget
 
 
 def modulePath(moduleName):
