@@ -160,6 +160,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             timer_factory=self._createTimer, take_snapshot=self._takeSnapshot, on_result=self._showResult,
             on_stale=self._showStale, on_error=self._showUpdateError, delay_ms=UPDATE_DELAY_MS)
         self.sideJobs = JobRunner(self._createTimer, name="RadGPT-side")  # narrative: never blocks measuring
+        self.segmentJobs = JobRunner(self._createTimer, name="RadGPT-segment")  # CT writing, mask reading
 
         table = self.ui.findingsTable
         table.setColumnCount(len(LESION_COLUMNS))
@@ -230,9 +231,10 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Module widget destroyed (application exit, reload)."""
         if self.controller is not None:
             self.controller.shutdown()
-        self.sideJobs.shutdown()
         if self._segmentRun is not None:
             self._segmentRun.cancel()
+        self.sideJobs.shutdown()
+        self.segmentJobs.shutdown()
         for timer, callback in self._timers:
             timer.stop()
             timer.timeout.disconnect(callback)  # lingering connections keep the widget alive (Slicer #7392)
@@ -524,9 +526,10 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from RadGPTSlicerLib.segment_stage import SegmentRun
 
         volumeNode = self._parameterNode.inputVolume
+        device = self.ui.deviceComboBox.property("currentText")
         try:
             self._segmentRun = SegmentRun(
-                self.logic.segmentationRunner(self.ui.deviceComboBox.property("currentText")), volumeNode, self.logic,
+                self.logic.segmentationRunner(device), volumeNode, jobs=self.segmentJobs,
                 timer_factory=self._createTimer, on_progress=self._onSegmentProgress, on_done=self._onSegmentDone,
                 on_error=self._onSegmentFailed)
             self._segmentRun.start()
