@@ -47,6 +47,8 @@ UPDATE_DELAY_MS = 30
 EDITOR_NODE_TAG = "RadGPTSegmentEditor"
 #: QSettings prefix of the narrative settings (endpoint, model, examples, opt-in).
 SETTINGS_PREFIX = "RadGPT/Narrative/"
+#: QSettings prefix of the save and export folders.
+EXPORT_PREFIX = "RadGPT/Export/"
 #: Attribute that marks the markups line nodes this module draws calipers with.
 CALIPER_ATTRIBUTE = "RadGPT.Caliper"
 
@@ -141,6 +143,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._computeJob = None
         self._segmentRun = None
         self._narrativeJob = None
+        self._narrative = None  # the last narrative shown (RadGPTSlicerLib.narrative_job.ShownNarrative)
         self._confidence = {}  # canonical structure -> lesion probability (segmentation stage)
 
     # ------------------------------------------------------------------ setup
@@ -168,7 +171,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
 
         self._setupSegmentEditor()
-        self._loadNarrativeSettings()
+        self._loadSettings()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -181,6 +184,10 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.narrativeButton.clicked.connect(self.onNarrativeButton)
         self.ui.narrativeCancelButton.clicked.connect(self.onNarrativeCancel)
         self.ui.narrativeOptInCheckBox.toggled.connect(self._onNarrativeSettingsChanged)
+        for lineEdit in (self.ui.endpointLineEdit, self.ui.modelLineEdit, self.ui.examplesLineEdit):
+            lineEdit.editingFinished.connect(self._onNarrativeSettingsChanged)
+        self.ui.projectFolderPathLineEdit.currentPathChanged.connect(self._onExportFoldersChanged)
+        self.ui.datasetFolderPathLineEdit.currentPathChanged.connect(self._onExportFoldersChanged)
         self.ui.saveCaseButton.clicked.connect(self.onSaveCase)
         self.ui.addToDatasetButton.clicked.connect(self.onAddToDataset)
         self.ui.exportDicomButton.clicked.connect(self.onExportDicom)
@@ -344,8 +351,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         haveFindings = self._findings is not None
         self.ui.saveCaseButton.setEnabled(haveFindings)
         self.ui.addToDatasetButton.setEnabled(haveFindings)
-        self.ui.exportDicomButton.setEnabled(haveFindings and self.logic.dicomSeriesFiles(self._sourceVolumeNode)
-                                             is not None)
+        self.ui.exportDicomButton.setEnabled(haveFindings and bool(self.logic.dicomSeriesFiles(self._sourceVolumeNode)))
         optedIn = self.ui.narrativeOptInCheckBox.isChecked()
         self.ui.narrativeButton.setEnabled(haveFindings and optedIn and self._narrativeJob is None)
         self.ui.narrativeCancelButton.setEnabled(self._narrativeJob is not None)
@@ -414,10 +420,21 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, image in self._images.items():
             document.addResource(qt.QTextDocument.ImageResource, qt.QUrl(name), image)
         browser.setHtml(result.html)
+        self._markNarrativeStale()
         for warning in result.warnings:
             logging.warning("RadGPT: %s", warning)
         self._showStale(self.controller.stale)
         self._updateButtons()
+
+    def _markNarrativeStale(self) -> None:
+        """A narrative written for other findings is kept on screen but said to be out of date."""
+        from RadGPTSlicerLib.export import same_findings
+
+        if self._narrative is not None and not same_findings(self._narrative.findings, self._findings):
+            self._narrative = None
+            self.ui.narrativeCheckLabel.setStyleSheet("color: #c06000; font-weight: bold;")
+            self.ui.narrativeCheckLabel.setText(
+                _("The findings changed after this narrative was written: write it again before saving it."))
 
     def _showStale(self, stale: bool) -> None:
         if self._findings is None:
@@ -449,6 +466,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._findings = None
         self._images = {}
         self._rowToLesion = []
+        self._narrative = None
         if hasattr(self, "ui"):
             self.ui.findingsTable.clearContents()
             self.ui.findingsTable.setRowCount(0)
@@ -572,62 +590,92 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     # ------------------------------------------------------------ narrative
-    def _loadNarrativeSettings(self) -> None:
+    def _loadSettings(self) -> None:
+        """Narrative endpoint, model, examples and opt-in; project and dataset folders (Slicer's QSettings)."""
+        from RadGPTSlicerLib.narrative_job import WHAT_IS_SENT
+
         settings = qt.QSettings()
         self.ui.endpointLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "endpoint", "") or ""))
         self.ui.modelLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "model", "") or ""))
         self.ui.examplesLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "examples", "") or ""))
         self.ui.narrativeOptInCheckBox.setChecked(slicer.util.toBool(settings.value(SETTINGS_PREFIX + "optIn", False)))
+        self.ui.narrativeSentLabel.setText(WHAT_IS_SENT)
+        self.ui.projectFolderPathLineEdit.setCurrentPath(str(settings.value(EXPORT_PREFIX + "projectFolder", "") or ""))
+        self.ui.datasetFolderPathLineEdit.setCurrentPath(str(settings.value(EXPORT_PREFIX + "datasetFolder", "") or ""))
 
     def _onNarrativeSettingsChanged(self, *args) -> None:
         settings = qt.QSettings()
-        settings.setValue(SETTINGS_PREFIX + "endpoint", self.ui.endpointLineEdit.property("text"))
+        for key, widget in (("endpoint", self.ui.endpointLineEdit), ("model", self.ui.modelLineEdit),
+                            ("examples", self.ui.examplesLineEdit)):
+            settings.setValue(SETTINGS_PREFIX + key, widget.property("text"))
         settings.setValue(SETTINGS_PREFIX + "optIn", self.ui.narrativeOptInCheckBox.isChecked())
         self._updateButtons()
 
+    def _onExportFoldersChanged(self, *args) -> None:
+        settings = qt.QSettings()
+        settings.setValue(EXPORT_PREFIX + "projectFolder", self.ui.projectFolderPathLineEdit.property("currentPath"))
+        settings.setValue(EXPORT_PREFIX + "datasetFolder", self.ui.datasetFolderPathLineEdit.property("currentPath"))
+
     def _narrativeSettings(self) -> dict:
-        settings = {"endpoint": self.ui.endpointLineEdit.property("text"),
-                    "model": self.ui.modelLineEdit.property("text"),
-                    "examples": self.ui.examplesLineEdit.property("text")}
-        store = qt.QSettings()
-        for key, value in settings.items():
-            store.setValue(SETTINGS_PREFIX + key, value)
-        return settings
+        return {"endpoint": self.ui.endpointLineEdit.property("text"),
+                "model": self.ui.modelLineEdit.property("text"),
+                "examples": self.ui.examplesLineEdit.property("text")}
 
     def onNarrativeButton(self) -> None:
+        """Write the narrative in the background (opt-in only); the structured report stays shown."""
         from RadGPTSlicerLib.narrative_job import narrative_job
 
         if not self.ui.narrativeOptInCheckBox.isChecked() or self._findings is None:
             return
-        job = narrative_job(self._findings, self._narrativeSettings())
+        try:
+            job = narrative_job(self._findings, self._narrativeSettings())
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._reportError(_("The narrative could not be written:"), exc)
+            return
+        self._narrative = None
+        self.ui.narrativeBrowser.clear()
+        self.ui.narrativeCheckLabel.setStyleSheet("")
         self.ui.narrativeCheckLabel.setText(_("Writing the narrative..."))
-        self._narrativeJob = self.sideJobs.submit(job, on_done=self._onNarrativeDone,
-                                                  on_error=self._onNarrativeFailed, name="narrative")
+        holder = []
+        running = self.sideJobs.submit(job, on_done=lambda shown: self._onNarrativeDone(holder[0], shown),
+                                       on_error=lambda exc: self._onNarrativeFailed(holder[0], exc), name="narrative")
+        holder.append(running)
+        self._narrativeJob = running
         self._updateButtons()
 
     def onNarrativeCancel(self) -> None:
+        """Drop the request at once; an answer still on its way is ignored."""
         if self._narrativeJob is not None:
             self._narrativeJob.cancel()
+            self._narrativeJob = None
+            self.ui.narrativeCheckLabel.setText(_("Narrative cancelled; the structured report stands."))
+            self._updateButtons()
 
-    def _onNarrativeDone(self, shown) -> None:
+    def _onNarrativeDone(self, job, shown) -> None:
+        if job is not self._narrativeJob:
+            return  # cancelled, or replaced by a newer request
         self._narrativeJob = None
+        self._narrative = shown
         self.ui.narrativeBrowser.setPlainText(shown.text)
         self.ui.narrativeCheckLabel.setText(shown.check_text)
         self.ui.narrativeCheckLabel.setStyleSheet("" if shown.accepted else "color: #c06000; font-weight: bold;")
         self._updateButtons()
 
-    def _onNarrativeFailed(self, exc) -> None:
+    def _onNarrativeFailed(self, job, exc) -> None:
         from RadGPTSlicerLib.jobs import Cancelled
 
+        if job is not self._narrativeJob or isinstance(exc, Cancelled):
+            return
         self._narrativeJob = None
-        if isinstance(exc, Cancelled):
-            self.ui.narrativeCheckLabel.setText(_("Narrative cancelled; the structured report stands."))
-        else:
-            self.ui.narrativeCheckLabel.setText(_("No narrative; the structured report stands."))
-            self._reportError(_("The narrative could not be written:"), exc)
+        self.ui.narrativeCheckLabel.setText(_("No narrative; the structured report stands."))
+        self._reportError(_("The narrative could not be written:"), exc)
         self._updateButtons()
 
     # -------------------------------------------------------------- export
+    def _exportInputs(self):
+        return (self.ui.projectFolderPathLineEdit.property("currentPath"),
+                self.ui.caseIdLineEdit.property("text"))
+
     def _runExport(self, what, fn) -> None:
         session = self.controller.session
         if session is None:
@@ -635,6 +683,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportStatusLabel.setText(_("{what}...").format(what=what))
         self.controller.jobs.submit(lambda ctx: fn(session), on_done=self._onExportDone,
                                     on_error=lambda exc: self._onExportFailed(what, exc), name=what)
+        self._updateButtons()
 
     def _onExportDone(self, message) -> None:
         self.ui.exportStatusLabel.setText(message)
@@ -647,22 +696,46 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSaveCase(self) -> None:
         from RadGPTSlicerLib.export import save_case
 
-        folder = self.ui.outputFolderLineEdit.property("text")
-        self._runExport(_("Save case"), lambda session: save_case(session, folder))
+        folder, caseId = self._exportInputs()
+        narrative = self._narrative
+
+        def save(session):
+            saved = save_case(session, folder, caseId, narrative)
+            return _("Saved {case} to {folder}: cases/{case}/ (CT, masks), reports/{case}/ (findings, reports{extra}).").format(
+                case=saved["case_id"], folder=folder, extra=_(", narrative") if saved["narrative"] else "")
+
+        self._runExport(_("Save case"), save)
 
     def onAddToDataset(self) -> None:
         from RadGPTSlicerLib.export import add_to_dataset
 
-        folder = self.ui.outputFolderLineEdit.property("text")
-        dataset = self.ui.datasetFolderLineEdit.property("text")
-        self._runExport(_("Add to dataset"), lambda session: add_to_dataset(session, folder, dataset))
+        folder, caseId = self._exportInputs()
+        dataset = self.ui.datasetFolderPathLineEdit.property("currentPath")
+        narrative = self._narrative
+
+        def add(session):
+            added = add_to_dataset(session, folder, dataset, caseId, narrative)
+            return _("Added {case} to the dataset {dataset} ({n} other case(s) kept).").format(
+                case=added["case_id"], dataset=dataset, n=len(added["kept"]))
+
+        self._runExport(_("Add to dataset"), add)
 
     def onExportDicom(self) -> None:
         from RadGPTSlicerLib.export import export_dicom
 
+        folder, caseId = self._exportInputs()
         files = self.logic.dicomSeriesFiles(self._sourceVolumeNode)
-        folder = self.ui.outputFolderLineEdit.property("text")
-        self._runExport(_("DICOM export"), lambda session: export_dicom(session, files, folder))
+
+        def export(session):
+            written, notes = export_dicom(session, files, folder, caseId)
+            for note in notes:
+                logging.warning("RadGPT DICOM export: %s", note)
+            message = _("DICOM SEG and SR written: {files}.").format(files=", ".join(str(p) for p in written))
+            if notes:
+                message += " " + _("{n} note(s) about the source series in the log.").format(n=len(notes))
+            return message
+
+        self._runExport(_("DICOM export"), export)
 
 
 #
@@ -806,16 +879,11 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
         return make_runner(device)
 
     @staticmethod
-    def dicomSeriesFiles(volumeNode):
-        """Files of the DICOM series the volume was loaded from (Slicer's DICOM database), or None."""
-        if volumeNode is None:
-            return None
-        uids = volumeNode.GetAttribute("DICOM.instanceUIDs")
-        database = getattr(slicer, "dicomDatabase", None)
-        if not uids or database is None:
-            return None
-        files = [database.fileForInstance(uid) for uid in uids.split()]
-        return files if files and all(files) else None
+    def dicomSeriesFiles(volumeNode) -> list:
+        """Files of the DICOM series the volume was loaded from (Slicer's DICOM database), or []."""
+        from RadGPTSlicerLib.export import dicom_series_files
+
+        return dicom_series_files(volumeNode, getattr(slicer, "dicomDatabase", None))
 
     # ------------------------------------------------------------ navigation
     def caliperNode(self, role: str):

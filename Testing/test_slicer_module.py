@@ -216,25 +216,12 @@ def test_scene_close_releases_everything(panel):
 
 def test_errors_go_to_a_dialog_and_the_log(panel, caplog, tmp_path):
     widget = panel[0]
-    widget.ui.outputFolderLineEdit.setText("")
+    widget.ui.projectFolderPathLineEdit.setCurrentPath("")
     widget.onSaveCase()
     assert harness.wait_until(lambda: slicer.util.MESSAGES, 30)
     level, text = slicer.util.MESSAGES[-1]
-    assert level == "error" and "choose a case folder first" in text and "\n" not in text
-    assert any("choose a case folder first" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
-
-
-def test_save_case_writes_the_cli_layout(panel, tmp_path):
-    widget, volume, seg, phantom = panel
-    widget.ui.outputFolderLineEdit.setText(str(tmp_path / "saved"))
-    widget.onSaveCase()
-    assert harness.wait_until(lambda: "Saved to" in widget.ui.exportStatusLabel.text(), 120)
-    case_id = widget._findings["case_id"]
-    import json
-
-    saved = json.loads((tmp_path / "saved" / case_id / "findings.json").read_text())
-    assert [l["volume_ml"] for l in saved["lesions"]] == [l["volume_ml"] for l in widget._findings["lesions"]]
-    assert (tmp_path / "saved" / "case" / "segmentations" / "liver.nii.gz").is_file()
+    assert level == "error" and "choose a project folder first" in text and "\n" not in text
+    assert any("choose a project folder first" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
 def test_the_in_slicer_self_test_passes_in_the_harness():

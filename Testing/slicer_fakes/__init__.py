@@ -119,3 +119,17 @@ def add_segmentation(volume_node, masks_ijk: dict, shared=True, name="Segmentati
         for segment_id, seg_name, mask_kji, color in entries:
             segmentation.fake_add_segment(segment_id, seg_name, mask_kji, color)
     return node
+
+
+class FakeDicomDatabase:
+    """The lookups of Slicer's DICOM database (ctkDICOMDatabase) the module uses.
+
+    ``fileForInstance(sopInstanceUID)`` gives the file of an instance, or "" when the
+    database does not know it (as ctkDICOMDatabase does).
+    """
+
+    def __init__(self, files_by_uid: dict):
+        self._files = dict(files_by_uid)
+
+    def fileForInstance(self, uid):
+        return self._files.get(str(uid), "")

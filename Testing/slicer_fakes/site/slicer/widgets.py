@@ -152,6 +152,50 @@ class ctkCollapsibleButton(QtWidgets.QGroupBox):
         return self._collapsed
 
 
+class ctkPathLineEdit(QtWidgets.QWidget):
+    """CTK's path line edit (Libs/Widgets/ctkPathLineEdit.h): ``currentPath`` property,
+    ``setCurrentPath`` slot, ``currentPathChanged(QString)`` signal, ``filters`` flags."""
+
+    Dirs, Files, Drives, NoSymLinks = 0x001, 0x002, 0x004, 0x008
+    AllEntries = Dirs | Files | Drives
+    Readable, Writable, Executable = 0x010, 0x020, 0x040
+    currentPathChanged = QtCore.pyqtSignal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self._edit = QtWidgets.QLineEdit(self)
+        layout.addWidget(self._edit)
+        self._filters = self.AllEntries
+        self._setting_key = ""
+        self._edit.textChanged.connect(self.currentPathChanged.emit)
+
+    def setCurrentPath(self, path):
+        self._edit.setText(str(path))
+
+    def _current_path(self):
+        return self._edit.text()
+
+    #: a Qt property, as in CTK: ``property("currentPath")`` reads it (in PythonQt ``w.currentPath`` is its value)
+    currentPath = QtCore.pyqtProperty(str, fget=_current_path, fset=setCurrentPath)
+
+    def setFilters(self, filters):
+        self._filters = int(filters)
+
+    def filters(self):
+        return self._filters
+
+    def setSettingKey(self, key):
+        self._setting_key = str(key)
+
+    def settingKey(self):
+        return self._setting_key
+
+    def addCurrentPathToHistory(self):
+        pass
+
+
 class qMRMLSegmentEditorWidget(qMRMLWidget):
     segmentationNodeChanged = QtCore.pyqtSignal(object)
     sourceVolumeNodeChanged = QtCore.pyqtSignal(object)
@@ -248,4 +292,5 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
                                          overwrite_mode=mode, visible=visible)
 
 
-__all__ = ["qMRMLWidget", "qMRMLNodeComboBox", "ctkCollapsibleButton", "qMRMLSegmentEditorWidget", "vtk"]
+__all__ = ["qMRMLWidget", "qMRMLNodeComboBox", "ctkCollapsibleButton", "ctkPathLineEdit", "qMRMLSegmentEditorWidget",
+           "vtk"]
