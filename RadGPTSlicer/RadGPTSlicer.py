@@ -75,7 +75,7 @@ class RadGPTSlicer(ScriptedLoadableModule):
         self.parent.title = _("RadGPT")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["RadGPT contributors"]
+        self.parent.contributors = ["RadGPT maintainers (RadGPT for 3D Slicer project)"]
         self.parent.helpText = _("""
 Measures every tumour in an abdominal CT segmentation (WHO diameters, volume, HU), reports organ
 volumes and attenuation, and renders a structured report. With auto-update on, only the
@@ -628,6 +628,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ui.narrativeOptInCheckBox.isChecked() or self._findings is None:
             return
         try:
+            self.logic.ensureDependencies(["openai>=1.30"])
             job = narrative_job(self._findings, self._narrativeSettings())
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self._reportError(_("The narrative could not be written:"), exc)
@@ -779,18 +780,24 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
     def requirementsPath() -> str:
         return os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "requirements.txt")
 
-    def ensureDependencies(self) -> None:
-        """Install the Python packages RadGPTLogic needs and Slicer lacks (after the user agrees)."""
+    def ensureDependencies(self, requirements=None) -> None:
+        """Install Python packages RadGPTLogic needs and Slicer lacks, after the user agrees.
+
+        ``requirements``: pip requirement strings; default ``Resources/requirements.txt``
+        (what measuring and reporting need).  Optional features pass their own (the
+        narrative: ``openai``).
+        """
         path = self.requirementsPath()
         try:
             import slicer.packaging as packaging  # Slicer >= 5.12
         except ImportError:
             packaging = None
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
+        if requirements is None and packaging is not None and hasattr(packaging, "pip_ensure"):
             packaging.pip_ensure(packaging.load_requirements(path), requester="RadGPT")
             return
-        with open(path) as f:
-            requirements = [line.strip() for line in f if line.strip() and not line.startswith(("#", "-"))]
+        if requirements is None:
+            with open(path) as f:
+                requirements = [line.strip() for line in f if line.strip() and not line.startswith(("#", "-"))]
         missing = [r for r in requirements
                    if importlib.util.find_spec(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]) is None]
         if missing:
@@ -798,7 +805,7 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
                     _("RadGPT needs these Python packages: {packages}. Install them now?").format(
                         packages=", ".join(missing))):
                 raise RuntimeError("required Python packages are missing: " + ", ".join(missing))
-            slicer.util.pip_install(missing)
+            slicer.util.pip_install(" ".join(missing))  # a string: accepted by every Slicer version
 
     # ------------------------------------------------------- reading (GUI thread)
     def ijkToRas(self, volumeNode) -> np.ndarray:

@@ -354,6 +354,12 @@ def test_every_module_file_is_listed_in_cmake():
     assert "RadGPTLogic/*.py" in text and "SOURCE_DIR" in text and "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR" in text
 
 
+def _cmake_set(text: str, variable: str) -> str:
+    m = re.search(r'set\(' + variable + r' "([^"]*)"', text)
+    assert m, variable
+    return m.group(1)
+
+
 def test_extension_cmake_metadata():
     text = (REPO / "CMakeLists.txt").read_text()
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
@@ -362,6 +368,57 @@ def test_extension_cmake_metadata():
     for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(RadGPTSlicer)",
                  "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert line in text
+    # one address the maintainers set: homepage, icon and screenshot all derive from it
+    repository = _cmake_set(text, "RADGPT_REPOSITORY_URL")
+    assert re.fullmatch(r"https://github\.com/[^/\s]+/[^/\s]+", repository)
+    assert text.count(repository) == 1
+    assert _cmake_set(text, "EXTENSION_HOMEPAGE") == "${RADGPT_REPOSITORY_URL}"
+    for key, path in (("EXTENSION_ICONURL", "Resources/RadGPT.png"),
+                      ("EXTENSION_SCREENSHOTURLS", "Resources/Screenshot01.png")):
+        assert _cmake_set(text, key) == "${_radgpt_raw_url}/" + path and (REPO / path).is_file(), key
+
+
+def test_contributors_are_name_and_organisation_in_cmake_and_module():
+    cmake = _cmake_set((REPO / "CMakeLists.txt").read_text(), "EXTENSION_CONTRIBUTORS")
+    entries = [e.strip() for e in cmake.split(",")]
+    assert entries and all(re.fullmatch(r"[^()]+ \([^()]+\)", e) for e in entries), entries
+    tree = ast.parse((MODULE_DIR / "RadGPTSlicer.py").read_text())
+    module = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RadGPTSlicer")
+    listed = [ast.literal_eval(node.value) for node in ast.walk(module)
+              if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "self.parent.contributors"]
+    assert listed == [entries]
+
+
+def test_extensions_index_entry_follows_the_catalog_schema():
+    import json
+
+    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "RadGPT.json").read_text())
+    # Slicer/Slicer Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json: required keys, no others
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert re.fullmatch(r"https://raw\.githubusercontent\.com/Slicer/Slicer/main/Schemas/"
+                        r"slicer-extension-catalog-entry-schema-v1\.0\.\d\.json#", entry["$schema"])
+    assert isinstance(entry.get("tier", 1), int) and 1 <= entry.get("tier", 1) <= 5
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert entry["scm_url"] == _cmake_set(cmake, "RADGPT_REPOSITORY_URL")
+    assert entry["category"] == _cmake_set(cmake, "EXTENSION_CATEGORY")
+    depends = _cmake_set(cmake, "EXTENSION_DEPENDS")
+    assert entry.get("build_dependencies", []) == ([] if depends == "NA" else depends.split())
+
+
+def test_screenshot_is_a_small_png_rendered_from_the_panel(tmp_path):
+    from PyQt5 import QtGui
+
+    shipped = QtGui.QImage(str(REPO / "Resources" / "Screenshot01.png"))
+    assert not shipped.isNull() and 400 <= shipped.width() <= 1000
+    assert (REPO / "Resources" / "Screenshot01.png").stat().st_size < 300_000
+    # the generator renders the current panel (harness state is reset for the tests that follow)
+    from slicer_fakes.render_screenshot import SAVED_WIDTH, render
+
+    fresh = QtGui.QImage(str(render(tmp_path / "shot.png")))
+    assert fresh.width() == SAVED_WIDTH == shipped.width()
+    assert abs(fresh.height() - shipped.height()) < 0.1 * shipped.height()
 
 
 @pytest.mark.parametrize("path", ["Resources/RadGPT.png", "RadGPTSlicer/Resources/Icons/RadGPTSlicer.png"])
