@@ -291,6 +291,37 @@ def test_tracker_finds_changed_labels_in_a_shared_layer_by_voxels():
     assert tracker.crop("b").is_empty and tracker.crop("a").count == 2 * 3 * 4
 
 
+def test_interior_edits_patch_the_crop_and_equal_a_fresh_read(monkeypatch):
+    """A lesion painted inside an organ (overwrite-all carves it in the shared layer): the organ's
+    crop is patched in the changed box only, and equals what reading the layer afresh gives."""
+    from RadGPTSlicerLib.layers import LayerSnapshot
+
+    rng = np.random.default_rng(7)
+    shape = (20, 30, 40)  # k, j, i
+    vox = np.zeros(shape, np.uint8)
+    vox[2:18, 3:27, 4:36] = 1                       # organ
+    vox[rng.random(shape) < 0.02] = 0              # ragged, so crops are not plain boxes
+    vox[8:10, 10:13, 10:14] = 2                    # lesion inside
+    ornt = np.array([[1, -1], [0, 1], [2, 1]])     # a source frame other than the canonical one
+    extent = (3, 42, 5, 34, 1, 20)                  # the layer sits at an offset on the CT grid
+    labels = {"organ": 1, "lesion": 2}
+    tracker = SegmentTracker((50, 40, 30), ornt)
+    tracker.update([LayerSnapshot(("lesion", "organ"), vox.copy(), extent, labels)])
+    patched = []
+    original = SegmentTracker._patch
+    monkeypatch.setattr(SegmentTracker, "_patch", lambda self, *a: patched.append(a[0]) or original(self, *a))
+    edited = vox.copy()
+    edited[9:12, 12:16, 15:20] = 2                  # a stroke well inside the organ
+    edited[5, 6, 7] = 0                             # and an erased voxel elsewhere inside it
+    assert tracker.update([LayerSnapshot(("lesion", "organ"), edited, extent, labels)]) == {"organ", "lesion"}
+    assert "organ" in patched
+    fresh = SegmentTracker((50, 40, 30), ornt)
+    fresh.update([LayerSnapshot(("lesion", "organ"), edited.copy(), extent, labels)])
+    for sid in labels:
+        assert tracker.crop(sid).offset == fresh.crop(sid).offset, sid
+        np.testing.assert_array_equal(tracker.crop(sid).mask, fresh.crop(sid).mask, err_msg=sid)
+
+
 def test_crop_to_canonical_matches_the_full_array_path():
     from RadGPTLogic.case import Crop
     from RadGPTLogic.geometry import canonical_orientation, to_canonical

@@ -16,7 +16,8 @@ Measured on a real Qt event loop, per stroke:
   GUI thread from the end of the stroke until the images are shown (the module's
   snapshot, hand-over and display all run there; the worker thread competes for
   the GIL), plus the time the module's segment-event observers took inside the
-  stroke.  The stroke itself (the fake's brush application, Slicer's cost, not the
+  stroke; and, separately, the module's own work on the GUI thread (the layer
+  snapshot and showing each result).  The stroke itself (the fake's brush application, Slicer's cost, not the
   module's) is excluded.  As a baseline, the same heartbeat runs with the panel
   idle: on a loaded machine the operating system alone causes gaps.
 
@@ -96,12 +97,14 @@ def main(argv=None) -> int:
         in_stroke.append(time.perf_counter() - start)
 
     widget.controller.mark_dirty = timed_mark_dirty
-    worker = []
+    worker, shows = [], []
     on_result = widget.controller._on_result
 
     def record(result):
         worker.append(dict(result.timings))
-        on_result(result)
+        start = time.perf_counter()
+        on_result(result)  # the panel swaps the result in: table, report, images (GUI thread)
+        shows.append(time.perf_counter() - start)
 
     widget.controller._on_result = record
 
@@ -152,7 +155,10 @@ def main(argv=None) -> int:
           f"max {_ms(max(blocked))} ms; module observers inside a stroke: max {max(observers) * 1e6:.0f} us")
     print(f"baseline, panel idle for 0.5 s: longest gap median {_ms(statistics.median(idle))} ms, "
           f"max {_ms(max(idle))} ms")
-    print(f"GUI snapshot copy: median {_ms(statistics.median(widget.controller.snapshot_times))} ms")
+    snaps = widget.controller.snapshot_times[-args.strokes:]
+    print(f"module's own GUI-thread work per update: snapshot median {_ms(statistics.median(snaps))} ms, "
+          f"max {_ms(max(snaps))} ms; showing a result median {_ms(statistics.median(shows))} ms, "
+          f"max {_ms(max(shows))} ms")
     for step in ("track", "compute", "report", "cpu"):
         print(f"worker update {step}: median {_ms(statistics.median(w[step] for w in updates))} ms")
     print(f"worker key images: median {_ms(statistics.median(w['images'] for w in drawings))} ms, "

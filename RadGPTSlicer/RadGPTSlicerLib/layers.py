@@ -94,13 +94,23 @@ def ijk_crop_to_canonical(mask_ijk: np.ndarray, offset_ijk, source_shape, ornt) 
     """
     if mask_ijk.size == 0 or not mask_ijk.any():
         return Crop.empty()
+    box, canonical_offset = ijk_box_to_canonical(mask_ijk, offset_ijk, source_shape, ornt)
+    return Crop(box, canonical_offset)
+
+
+def ijk_box_to_canonical(box_ijk: np.ndarray, offset_ijk, source_shape, ornt) -> tuple:
+    """``(box, offset)``: a box of voxels given in source IJK at ``offset_ijk``, in the canonical frame.
+
+    Unlike :func:`ijk_crop_to_canonical` the box is kept as it is (empty or not,
+    not shrunk): it is the piece of a crop that an edit replaced.
+    """
     canonical_offset = [0, 0, 0]
     for axis in range(3):
         target, flip = int(ornt[axis][0]), float(ornt[axis][1])
-        start, size = int(offset_ijk[axis]), int(mask_ijk.shape[axis])
+        start, size = int(offset_ijk[axis]), int(box_ijk.shape[axis])
         canonical_offset[target] = (int(source_shape[axis]) - start - size) if flip < 0 else start
-    box = np.ascontiguousarray(to_canonical(mask_ijk, ornt)).astype(bool, copy=False)
-    return Crop(box, tuple(canonical_offset))
+    box = np.ascontiguousarray(to_canonical(box_ijk, ornt)).astype(bool, copy=False)
+    return box, tuple(canonical_offset)
 
 
 # ------------------------------------------------------------------ GUI thread
@@ -189,6 +199,16 @@ def changed_box(old: np.ndarray, new: np.ndarray):
     js = np.flatnonzero(diff.any(axis=(0, 2)))
     iz = np.flatnonzero(diff.any(axis=(0, 1)))
     return (k0, int(js[0]), int(iz[0])), (k1, int(js[-1]) + 1, int(iz[-1]) + 1)
+
+
+def _strictly_inside(lo, hi, box) -> bool:
+    """The box ``lo``..``hi`` (exclusive) lies inside ``box`` without touching its boundary planes.
+
+    Voxels on a tight bounding box's boundary planes are then unchanged, so the
+    segment's bounding box is too.
+    """
+    (blo, bhi) = box
+    return all(b0 < a0 and a1 < b1 for a0, a1, b0, b1 in zip(lo, hi, blo, bhi))
 
 
 class SegmentTracker:
@@ -310,6 +330,10 @@ class SegmentTracker:
             if label not in touched:
                 continue
             old = state.boxes.get(sid)
+            if old is not None and sid in self._crops and _strictly_inside(dlo, dhi, old):
+                # e.g. a lesion carved out of the organ's interior: only the changed box is read
+                changed |= self._patch(sid, snap, label, dlo, dhi)
+                continue
             lo, hi = dlo, dhi
             if old is not None:  # the segment now lies inside its old box plus the changed box
                 lo = tuple(min(a, b) for a, b in zip(lo, old[0]))
@@ -317,6 +341,24 @@ class SegmentTracker:
             changed |= self._store(sid, snap, state, _label_box(snap.voxels, label, lo, hi))
         state.voxels = snap.voxels
         return changed
+
+    def _patch(self, sid, snap, label, dlo, dhi) -> set:
+        """The segment's crop with the changed box replaced (its bounding box cannot have changed)."""
+        i0, j0, k0 = snap.extent[0], snap.extent[2], snap.extent[4]
+        region = snap.voxels[dlo[0]:dhi[0], dlo[1]:dhi[1], dlo[2]:dhi[2]] == label
+        patch, offset = ijk_box_to_canonical(region.transpose(2, 1, 0), (i0 + dlo[2], j0 + dlo[1], k0 + dlo[0]),
+                                             self.source_shape, self.ornt)
+        old = self._crops[sid]
+        mask = old.mask.copy()
+        at = tuple(o - c for o, c in zip(offset, old.offset))
+        mask[at[0]:at[0] + patch.shape[0], at[1]:at[1] + patch.shape[1], at[2]:at[2] + patch.shape[2]] = patch
+        crop = Crop(mask, old.offset)
+        self._layer_of[sid] = snap.key
+        digest = crop.digest()
+        if self._digests.get(sid) == digest:
+            return set()
+        self._crops[sid], self._digests[sid] = crop, digest
+        return {sid}
 
     def _store(self, sid, snap, state, found) -> set:
         i0, j0, k0 = snap.extent[0], snap.extent[2], snap.extent[4]
