@@ -1,20 +1,34 @@
 """RadGPTSlicerLib: the Slicer-side glue of the RadGPT module, free of Qt.
 
-Nothing in this package imports ``slicer``, ``vtk``, ``qt`` or ``ctk``: every Slicer
-call goes through an object passed in by the caller (``slicer.util`` inside Slicer,
-a fake in the pytest suite), so all of it is unit-tested without Slicer.
+No module here imports ``slicer``, ``vtk``, ``qt`` or ``ctk`` at the top: Slicer calls go
+through objects passed in by the caller (``slicer.util`` inside Slicer, a fake in the
+pytest suite), and the few functions that must create nodes (loading a segmentation,
+in :mod:`segment_stage`) import ``slicer`` inside the function.  Timers are injected,
+so every class here runs under Slicer's PythonQt and under the tests' PyQt5 alike.
 
 Modules
 -------
 adapter
-    Nodes <-> arrays: build a :class:`RadGPTLogic.case.Case` from a volume node and a
-    segmentation node (one segment at a time, never a flattened labelmap), read one
-    segment again after an edit, list segments and their modification times.
+    Nodes <-> arrays: IJK-to-RAS matrix, segment names, the slow full-extent read.
+layers
+    Segments read from their own labelmap layers (GUI-thread copy) and per-segment
+    change detection from the segments' own voxels (worker thread).
+session
+    :class:`~RadGPTSlicerLib.session.MeasurementSession`: case, engine, tracker and
+    key-image cache of one Compute (worker thread only).
 live_update
-    :class:`~RadGPTSlicerLib.live_update.LiveUpdateController`: debounced,
-    incremental re-measurement after Segment Editor edits.
+    :class:`~RadGPTSlicerLib.live_update.LiveUpdateController`: debounce, snapshot,
+    background measurement, findings first and key images after.
+jobs
+    One worker thread per runner, results delivered on the GUI thread by a timer.
 findings_view
-    Findings -> table rows, lesion focus point and caliper end points for the panel.
+    Findings -> table rows, review order, calipers, editor-mode text, one-line errors.
+segment_stage
+    The Segment button: CT written, runner process polled, masks loaded as segments.
+narrative_job
+    The opt-in narrative: what is sent, the background job, the fact-check line.
+export
+    Save (CLI layout), add to a triplet dataset, DICOM SEG + SR.
 """
 
 from __future__ import annotations
