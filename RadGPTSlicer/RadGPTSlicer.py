@@ -331,7 +331,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not (_sameNode(volumeNode, self._sourceVolumeNode)
                     and _sameNode(segmentationNode, self._sourceSegmentationNode)):
                 self._forgetFindings(_("Inputs changed: press Compute."))
-            elif p.phase != session.engine.phase:
+            elif p.phase != session.phase:
                 self._changePhase(p.phase)
         self._updateButtons()
 
@@ -499,7 +499,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.computeProgressBar.setValue(0)
         self._computeJob = self.controller.jobs.submit(
             build, on_done=self._onComputeDone, on_error=self._onComputeFailed,
-            on_progress=self._onComputeProgress, name="compute")
+            on_progress=self._onComputeProgress, on_discard=lambda built: built[0].close(), name="compute")
         self._updateButtons()
 
     def _onComputeProgress(self, fraction, text) -> None:
@@ -695,40 +695,34 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._reportError(_("{what} failed:").format(what=what), exc)
 
     def onSaveCase(self) -> None:
-        from RadGPTSlicerLib.export import save_case
-
         folder, caseId = self._exportInputs()
         narrative = self._narrative
 
         def save(session):
-            saved = save_case(session, folder, caseId, narrative)
+            saved = session.save_case(folder, caseId, narrative)
             return _("Saved {case} to {folder}: cases/{case}/ (CT, masks), reports/{case}/ (findings, reports{extra}).").format(
                 case=saved["case_id"], folder=folder, extra=_(", narrative") if saved["narrative"] else "")
 
         self._runExport(_("Save case"), save)
 
     def onAddToDataset(self) -> None:
-        from RadGPTSlicerLib.export import add_to_dataset
-
         folder, caseId = self._exportInputs()
         dataset = self.ui.datasetFolderPathLineEdit.property("currentPath")
         narrative = self._narrative
 
         def add(session):
-            added = add_to_dataset(session, folder, dataset, caseId, narrative)
+            added = session.add_to_dataset(folder, dataset, caseId, narrative)
             return _("Added {case} to the dataset {dataset} ({n} other case(s) kept).").format(
                 case=added["case_id"], dataset=dataset, n=len(added["kept"]))
 
         self._runExport(_("Add to dataset"), add)
 
     def onExportDicom(self) -> None:
-        from RadGPTSlicerLib.export import export_dicom
-
         folder, caseId = self._exportInputs()
         files = self.logic.dicomSeriesFiles(self._sourceVolumeNode)
 
         def export(session):
-            written, notes = export_dicom(session, files, folder, caseId)
+            written, notes = session.export_dicom(files, folder, caseId)
             for note in notes:
                 logging.warning("RadGPT DICOM export: %s", note)
             message = _("DICOM SEG and SR written: {files}.").format(files=", ".join(str(p) for p in written))
@@ -755,6 +749,8 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        #: False: the panel measures in a process of its own (no GIL shared with Slicer's GUI thread)
+        self.measureInProcess = False
 
     def getParameterNode(self):
         return RadGPTSlicerParameterNode(super().getParameterNode())
@@ -839,33 +835,48 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
                 fullCrops[segmentId] = ijk_crop_to_canonical(mask, (0, 0, 0), mask.shape, ornt)
         return snapshots, names, fullCrops
 
-    def prepareSession(self, volumeNode, segmentationNode, phase: str = "unknown"):
+    def prepareSession(self, volumeNode, segmentationNode, phase: str = "unknown", inProcess: bool = None):
         """Copy the CT and every segment now (GUI thread); return the job that measures them.
 
         The returned ``build(context)`` runs on a worker thread and returns
-        ``(MeasurementSession, UpdateResult)``.
+        ``(session, UpdateResult)``.  The session lives in a measurement process of its
+        own (:class:`RadGPTSlicerLib.measure_process.RemoteSession`) unless
+        ``inProcess`` (default: ``self.measureInProcess``) asks for one in this process.
         """
         from RadGPTSlicerLib.adapter import kji_to_ijk
-        from RadGPTSlicerLib.session import MeasurementSession
 
         if not volumeNode or not segmentationNode:
             raise ValueError("a CT volume and a segmentation are needed")
+        inProcess = self.measureInProcess if inProcess is None else inProcess
         segmentationNode.CreateBinaryLabelmapRepresentation()
         ijkToRas = self.ijkToRas(volumeNode)
-        ct = kji_to_ijk(np.array(slicer.util.arrayFromVolume(volumeNode), copy=True))
+        ctKji = np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
         snapshots, names, fullCrops = self.snapshotSegments(segmentationNode, volumeNode, None)
         caseId, volumeName = volumeNode.GetName() or "slicer_case", volumeNode.GetName()
         transformed = volumeNode.GetParentTransformNode() is not None
 
         def build(context):
+            from RadGPTSlicerLib.measure_process import RemoteSession
+            from RadGPTSlicerLib.session import MeasurementSession
+
             context.report(0.1, _("Reading the CT and {n} segment(s)...").format(n=len(names)))
-            session = MeasurementSession(caseId, ct, ijkToRas, phase, volumeName)
-            if transformed:
-                session.case.warnings.append(f"volume '{volumeName}' is under a transform: positions are in the "
-                                             "volume's own (untransformed) RAS")
-            context.check()
-            context.report(0.4, _("Measuring..."))
-            result = session.apply(snapshots, names, fullCrops, force=True)
+            if inProcess:
+                session = MeasurementSession(caseId, kji_to_ijk(ctKji), ijkToRas, phase, volumeName)
+                if transformed:
+                    session.case.warnings.append(f"volume '{volumeName}' is under a transform: positions are in "
+                                                 "the volume's own (untransformed) RAS")
+            else:
+                session = RemoteSession()
+            try:
+                if not inProcess:
+                    session.open(caseId, ctKji, ijkToRas, phase, volumeName, transformed)
+                context.check()
+                context.report(0.4, _("Measuring..."))
+                result = session.apply(snapshots, names, fullCrops, force=True)
+                context.check()
+            except BaseException:
+                session.close()
+                raise
             context.report(1.0, _("Done."))
             return session, result
 
@@ -875,7 +886,7 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
         """One-shot findings dict (``Findings.to_dict()``), computed on the calling thread."""
         from RadGPTSlicerLib.jobs import JobContext
 
-        _session, result = self.prepareSession(volumeNode, segmentationNode, phase)(JobContext())
+        _session, result = self.prepareSession(volumeNode, segmentationNode, phase, inProcess=True)(JobContext())
         return result.findings
 
     # ------------------------------------------------------------ segmentation

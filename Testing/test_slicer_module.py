@@ -106,11 +106,17 @@ def test_compute_in_background_matches_the_core(panel):
     assert slicer.util.COSTS == {"full_exports": 0, "temp_nodes": 0}
 
 
-def test_lesion_stroke_updates_table_and_report_without_full_export(panel):
+def test_lesion_stroke_updates_table_and_report_without_full_export(panel, monkeypatch):
+    from RadGPTSlicerLib.layers import LayerPatch
+    from RadGPTSlicerLib.measure_process import RemoteSession
+
     widget, volume, seg, phantom = panel
+    sent = []
+    call = RemoteSession._call
+    monkeypatch.setattr(RemoteSession, "_call", lambda self, op, *a: (sent.append((op, a)), call(self, op, *a))[1])
     lesion = widget._findings["lesions"][0]
     mask = lesion["mask"]
-    renders_before = widget.controller.session.images.renders
+    renders_before = widget.controller.session.stats()["renders"]
     names = set(current_masks(seg, phantom))
     # grow the lesion: a box around its centre voxel
     ijk = np.argwhere(seg.GetSegmentation().fake_segment_mask(segment_id(seg, mask)).transpose(2, 1, 0))
@@ -126,10 +132,14 @@ def test_lesion_stroke_updates_table_and_report_without_full_export(panel):
     assert slicer.util.COSTS == {"full_exports": 0, "temp_nodes": 0}  # no temporary nodes, no CT-sized export
     # only the edited lesion (and the organ it was carved from) changed; one key image re-rendered per lesion
     # of that mask, the others came from the cache
-    changed = {seg.GetSegmentation().GetSegment(s).GetName() for s in widget.controller.session.tracker.last_changed}
+    changed = {seg.GetSegmentation().GetSegment(s).GetName() for s in widget.controller.session.stats()["last_changed"]}
     assert mask in changed and changed <= names
-    rerendered = widget.controller.session.images.renders - renders_before
+    rerendered = widget.controller.session.stats()["renders"] - renders_before
     assert 1 <= rerendered <= len(lesion_of(widget._findings, mask))
+    # only the changed box of the shared layer went to the measurement process, not the layer
+    layers = [layer for op, args in sent if op == "apply" for layer in args[0]]
+    assert layers and all(isinstance(layer, LayerPatch) for layer in layers)
+    assert sum(layer.voxels.size for layer in layers) <= 20 * 8 * 6
     assert "Up to date" in widget.ui.statusLabel.text()
 
 
@@ -149,7 +159,7 @@ def test_overwrite_all_carves_the_organ_in_a_shared_layer(panel):
     after = int(seg.GetSegmentation().fake_segment_mask(liver_id).sum())
     assert after < before  # carved
     assert harness.wait_until(lambda: not widget.controller.stale and not widget.controller.busy, 60)
-    assert liver_id in widget.controller.session.tracker.last_changed
+    assert liver_id in widget.controller.session.stats()["last_changed"]
     want = reference(current_masks(seg, phantom), phantom)
     assert widget._findings["organs"]["liver"]["volume_ml"] == want["organs"]["liver"]["volume_ml"]
 
@@ -174,6 +184,55 @@ def test_overwrite_none_separates_the_lesion_and_keeps_the_organ(panel):
     assert harness.wait_until(lambda: not widget.controller.stale and not widget.controller.busy, 60)
     want = reference(current_masks(seg, phantom), phantom)
     assert [l["volume_ml"] for l in widget._findings["lesions"]] == [l["volume_ml"] for l in want["lesions"]]
+
+
+def test_measuring_runs_in_a_process_of_its_own_that_ends_with_the_session(panel):
+    import os
+
+    widget, volume, seg, phantom = panel
+    session = widget.controller.session
+    assert session.pid != os.getpid() and session.running
+    slicer.mrmlScene.RemoveNode(seg)  # the session ends with its inputs
+    assert widget.controller.session is None and not session.running
+
+
+def test_a_dead_measurement_process_is_one_line_and_compute_starts_a_new_one(panel, caplog):
+    import os
+    import signal
+
+    widget, volume, seg, phantom = panel
+    first = widget.controller.session
+    os.kill(first.pid, signal.SIGKILL)
+    c = np.argwhere(phantom.masks["liver_lesion"]).mean(axis=0).astype(int)
+    stroke(widget, seg, "liver_lesion", ((c[0] - 6, c[0] + 6), (c[1] - 2, c[1] + 2), (c[2] - 1, c[2] + 1)))
+    assert harness.wait_until(lambda: "update failed" in widget.ui.statusLabel.text(), 30)
+    assert "measurement process ended unexpectedly" in widget.ui.statusLabel.text()
+    assert any("measurement process ended" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    widget.ui.computeButton.click()
+    assert harness.wait_until(lambda: widget.controller.session is not None and widget.controller.session is not first
+                              and not widget.controller.busy and "Up to date" in widget.ui.statusLabel.text(), 120)
+    want = reference(current_masks(seg, phantom), phantom)
+    assert [l["volume_ml"] for l in widget._findings["lesions"]] == [l["volume_ml"] for l in want["lesions"]]
+
+
+def test_messages_carry_arrays_out_of_band():
+    import io
+
+    from RadGPTSlicerLib import ipc
+    from RadGPTSlicerLib.layers import LayerSnapshot
+
+    big = np.arange(2 * 3 * 5, dtype=np.int16).reshape(2, 3, 5)
+    message = ("apply", ([LayerSnapshot(("a",), big, (0, 4, 0, 2, 0, 1), {"a": 1})], {"a": "liver"}))
+    stream = io.BytesIO()
+    ipc.send(stream, message)
+    assert big.tobytes() in stream.getvalue()  # raw, after the pickle: not pickled element by element
+    stream.seek(0)
+    op, (snapshots, names) = ipc.recv(stream)
+    assert op == "apply" and names == {"a": "liver"}
+    np.testing.assert_array_equal(snapshots[0].voxels, big)
+    assert snapshots[0].voxels.flags.writeable and snapshots[0].extent == (0, 4, 0, 2, 0, 1)
+    with pytest.raises(ipc.ChannelClosed):
+        ipc.recv(io.BytesIO(b"\x00" * 3))
 
 
 def test_edits_before_compute_do_not_hang_the_status():

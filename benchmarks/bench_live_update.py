@@ -25,7 +25,7 @@ Goals (issue 10): findings shown <= 300 ms median; GUI never blocked > 50 ms by 
 module.  Machine load (1-minute load average) is printed: on a shared machine the
 wall times grow with it, so the worker's CPU time per update is printed as well.
 
-    python benchmarks/bench_live_update.py [--strokes 9] [--mode all|none]
+    python benchmarks/bench_live_update.py [--strokes 9] [--mode all|none] [--in-process]
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="full")
     ap.add_argument("--mode", choices=("all", "none"), default="all",
                     help="Segment Editor overwrite mode: all (Slicer's default) or none (allow overlap)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure on a thread of the panel's process instead of the measurement process")
     args = ap.parse_args(argv)
 
     import slicer_fakes as harness
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
     volume = harness.add_volume(p.ct, p.affine)
     seg = harness.add_segmentation(volume, p.masks, shared=True, separate=couinaud)
     module, widget = harness.open_panel()
+    widget.logic.measureInProcess = args.in_process
     if args.mode == "none":
         widget._editorNode.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteNone)
     t0 = time.perf_counter()
@@ -146,7 +149,8 @@ def main(argv=None) -> int:
     load_end = os.getloadavg()[0]
     updates = [w for w in worker if "track" in w][-args.strokes:]
     drawings = [w for w in worker if "images" in w][-args.strokes:]
-    print(f"phantom {args.size}, overwrite mode {args.mode}, {args.strokes} strokes; "
+    print(f"phantom {args.size}, overwrite mode {args.mode}, {args.strokes} strokes, measuring "
+          f"{'on a thread of the panel' if args.in_process else 'in the measurement process'}; "
           f"load average {load_start:.1f} -> {load_end:.1f} on {os.cpu_count()} CPUs")
     print(f"compute (background, incl. snapshot) {compute_s:.2f} s")
     print(f"stroke -> findings shown: median {_ms(statistics.median(numbers))} ms, max {_ms(max(numbers))} ms")

@@ -49,12 +49,13 @@ class JobContext:
 
 
 class BackgroundJob:
-    def __init__(self, future, context, on_done, on_error, on_progress, name):
+    def __init__(self, future, context, on_done, on_error, on_progress, name, on_discard=None):
         self.future = future
         self.context = context
         self.on_done = on_done
         self.on_error = on_error
         self.on_progress = on_progress
+        self.on_discard = on_discard
         self.name = name
 
     def cancel(self) -> None:
@@ -82,10 +83,16 @@ class JobRunner:
     def busy(self) -> bool:
         return bool(self._jobs)
 
-    def submit(self, fn, *, on_done=None, on_error=None, on_progress=None, name: str = "") -> BackgroundJob:
-        """Run ``fn(context)`` on the worker thread; callbacks come later on the GUI thread."""
+    def submit(self, fn, *, on_done=None, on_error=None, on_progress=None, on_discard=None,
+               name: str = "") -> BackgroundJob:
+        """Run ``fn(context)`` on the worker thread; callbacks come later on the GUI thread.
+
+        ``on_discard(result)``: called instead of ``on_done`` when the job was cancelled
+        but still produced a result (e.g. to release a session it opened).
+        """
         context = JobContext()
-        job = BackgroundJob(self._executor.submit(fn, context), context, on_done, on_error, on_progress, name)
+        job = BackgroundJob(self._executor.submit(fn, context), context, on_done, on_error, on_progress, name,
+                            on_discard)
         self._jobs.append(job)
         self._timer.start()
         return job
@@ -99,6 +106,8 @@ class JobRunner:
                 continue
             self._jobs.remove(job)
             exc = job.future.exception()
+            if job.cancelled and exc is None and job.on_discard is not None:
+                job.on_discard(job.future.result())
             if job.cancelled or isinstance(exc, Cancelled):
                 log.info("RadGPT: %s cancelled", job.name or "job")
                 if job.on_error is not None and isinstance(exc, Cancelled):
@@ -123,8 +132,12 @@ class JobRunner:
             job.future.exception(timeout=timeout)
 
     def shutdown(self) -> None:
+        """Cancel everything; results still owed to ``on_discard`` are released when their jobs end."""
         for job in self._jobs:
             job.cancel()
+            if job.on_discard is not None:
+                job.future.add_done_callback(
+                    lambda f, discard=job.on_discard: f.exception() is None and discard(f.result()))
         self._jobs.clear()
         self._timer.stop()
         self._executor.shutdown(wait=False)

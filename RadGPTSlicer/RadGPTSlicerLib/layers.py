@@ -61,6 +61,19 @@ class LayerSnapshot:
     labels: dict
 
 
+@dataclass(frozen=True)
+class LayerPatch:
+    """The voxels of a layer that changed since it was last sent: ``voxels`` over ``lo``..``hi``
+    (``[k, j, i]`` indices into the layer's array, hi exclusive; an empty box = no change)."""
+
+    key: tuple
+    extent: tuple
+    labels: dict
+    lo: tuple
+    hi: tuple
+    voxels: np.ndarray
+
+
 @dataclass
 class _LayerState:
     voxels: np.ndarray
@@ -232,6 +245,13 @@ class SegmentTracker:
 
     def crop(self, segment_id: str) -> Crop:
         return self._crops.get(segment_id, Crop.empty())
+
+    def layer_voxels(self, key: tuple, extent: tuple):
+        """The voxels last seen of layer ``key`` when they cover ``extent``, else None (read only)."""
+        state = self._layers.get(key)
+        if state is None or state.extent != tuple(extent):
+            return None
+        return state.voxels
 
     def set_crop(self, segment_id: str, crop: Crop) -> bool:
         """Store a crop read another way (full-extent export); True when its voxels changed."""

@@ -109,7 +109,10 @@ class LiveUpdateController:
         """Follow ``session`` (built by a Compute from a snapshot taken before any later edit).
 
         ``result``: the Compute's own result (already shown); its pending key images are drawn next.
+        A session followed before is closed (its measurement process ends).
         """
+        if self.session is not None and self.session is not session:
+            self.session.close()
         self.session = session
         if self._has_dirty() and self._enabled and not self._in_flight:
             self._timer.start()
@@ -119,8 +122,11 @@ class LiveUpdateController:
                 self._queue_images(session)
 
     def detach(self) -> None:
-        """Stop following (inputs changed, node removed, scene closed); drops pending work."""
+        """Stop following (inputs changed, node removed, scene closed); drops pending work and
+        closes the session (its measurement process ends; a request in flight fails quietly)."""
         self._timer.stop()
+        if self.session is not None:
+            self.session.close()
         self.session = None
         self._dirty.clear()
         self._dirty_all = False

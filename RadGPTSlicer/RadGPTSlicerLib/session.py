@@ -82,6 +82,7 @@ class KeyImageCache:
 
     def __init__(self):
         self._by_key: dict = {}
+        self._fresh: dict = {}  # drawn but not yet handed to the GUI: resource name -> PPM bytes
         self.renders = 0
 
     def _key(self, case, lesion: dict, digests) -> tuple:
@@ -115,34 +116,46 @@ class KeyImageCache:
                 images[lesion["id"]] = self._shown(entry)
         return images, tuple(pending)
 
+    def draw_next(self, case, findings: dict, digests) -> bool:
+        """Draw the first missing key image of ``findings``; False when none is missing."""
+        from RadGPTLogic.report.keyimages import KeyImage, key_image
+
+        for lesion in findings.get("lesions", []):
+            key = self._key(case, lesion, digests)
+            if key in self._by_key:
+                continue
+            try:
+                ki = key_image(case, lesion)
+            except Exception as exc:  # noqa: BLE001 - one bad picture must not cost the report
+                ki = KeyImage(lesion["id"], note=f"no key image ({type(exc).__name__}: {exc})")
+            self.renders += 1
+            name = "radgpt-key-%08x.ppm" % (abs(hash(key)) & 0xFFFFFFFF)
+            data = ppm_bytes(ki.rgb) if ki.rgb is not None else None
+            self._by_key[key] = (name, data, ki)
+            if data is not None:
+                self._fresh[name] = data
+            return True
+        return False
+
     def images(self, case, findings: dict, digests, stop=None) -> tuple:
         """(images for report_context, new resource name -> PPM bytes); draws what is missing.
 
-        ``stop()`` is asked before each drawing; when true, the rest stay pending (None returned).
+        ``stop()`` is asked before each drawing; when true, the rest stay pending
+        (``(None, {})`` is returned and the images drawn so far are kept for later).
+        Images of lesions no longer in ``findings`` are dropped.
         """
-        from RadGPTLogic.report.keyimages import KeyImage, key_image
-
-        images, new, keep = {}, {}, {}
+        while True:
+            if stop is not None and stop():
+                return None, {}
+            if not self.draw_next(case, findings, digests):
+                break
+        images, keep = {}, {}
         for lesion in findings.get("lesions", []):
             key = self._key(case, lesion, digests)
-            entry = self._by_key.get(key)
-            if entry is None:
-                if stop is not None and stop():
-                    return None, new
-                try:
-                    ki = key_image(case, lesion)
-                except Exception as exc:  # noqa: BLE001 - one bad picture must not cost the report
-                    ki = KeyImage(lesion["id"], note=f"no key image ({type(exc).__name__}: {exc})")
-                self.renders += 1
-                name = "radgpt-key-%08x.ppm" % (abs(hash(key)) & 0xFFFFFFFF)
-                data = ppm_bytes(ki.rgb) if ki.rgb is not None else None
-                entry = (name, data, ki)
-                self._by_key[key] = entry
-                if data is not None:
-                    new[name] = data
-            keep[key] = entry
-            images[lesion["id"]] = self._shown(entry)
+            keep[key] = self._by_key[key]
+            images[lesion["id"]] = self._shown(keep[key])
         self._by_key = keep
+        new, self._fresh = self._fresh, {}
         return images, new
 
     def all_images(self) -> dict:
@@ -182,6 +195,7 @@ class MeasurementSession:
         self._digests: dict = {}
         self.updates = 0
         self.findings: dict = {}  # what the last update computed
+        self._drawing = (0.0, 0.0)  # seconds (wall, CPU) spent drawing key images one by one
 
     # ----------------------------------------------------------------- helpers
     def _digest(self, name: str):
@@ -253,7 +267,10 @@ class MeasurementSession:
                              "cpu": time.thread_time() - cpu0}, images_pending=pending)
 
     def render_images(self, stop=None):
-        """Draw the key images the last update left pending; an :class:`UpdateResult` or None (stopped)."""
+        """Draw the key images the last update left pending; an :class:`UpdateResult` or None (stopped).
+
+        Its timings include the images drawn one by one before (:meth:`draw_next_image`).
+        """
         t0, cpu0 = time.perf_counter(), time.thread_time()
         findings = self.findings
         images, new = self.images.images(self.case, findings, self._digest, stop)
@@ -261,9 +278,49 @@ class MeasurementSession:
             return None
         t1 = time.perf_counter()
         html = render_panel_html(findings, images)
-        return UpdateResult(findings, html, (), new, {"images": t1 - t0, "report": time.perf_counter() - t1,
-                                                      "cpu": time.thread_time() - cpu0})
+        drawn, drawn_cpu = self._drawing
+        self._drawing = (0.0, 0.0)
+        return UpdateResult(findings, html, (), new, {"images": drawn + t1 - t0, "report": time.perf_counter() - t1,
+                                                      "cpu": drawn_cpu + time.thread_time() - cpu0})
+
+    def draw_next_image(self) -> bool:
+        """Draw one pending key image of the last update; False when none is left (see :meth:`render_images`)."""
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        drew = self.images.draw_next(self.case, self.findings, self._digest)
+        wall, cpu = self._drawing
+        self._drawing = (wall + time.perf_counter() - t0, cpu + time.thread_time() - cpu0)
+        return drew
 
     def set_phase(self, phase: str):
         self.engine.set_phase(phase)
         return self.apply([], dict(self.names), force=True)
+
+    @property
+    def phase(self) -> str:
+        return self.engine.phase
+
+    def stats(self) -> dict:
+        """Counters for tests and benchmarks: updates, key images drawn, segments changed last."""
+        return {"updates": self.updates, "renders": self.images.renders,
+                "last_changed": sorted(self.tracker.last_changed)}
+
+    # ------------------------------------------------------------------- export
+    def save_case(self, folder, case_id="", narrative=None) -> dict:
+        from .export import save_case
+
+        saved = save_case(self, folder, case_id, narrative)
+        return {k: v for k, v in saved.items() if k != "findings"}
+
+    def add_to_dataset(self, folder, dataset, case_id="", narrative=None) -> dict:
+        from .export import add_to_dataset
+
+        added = add_to_dataset(self, folder, dataset, case_id, narrative)
+        return {k: v for k, v in added.items() if k != "findings"}
+
+    def export_dicom(self, dicom_files, folder, case_id="") -> tuple:
+        from .export import export_dicom
+
+        return export_dicom(self, dicom_files, folder, case_id)
+
+    def close(self) -> None:
+        """Nothing to release in-process (the remote session ends its process)."""
