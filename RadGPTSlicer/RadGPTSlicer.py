@@ -396,7 +396,9 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------- snapshot (GUI thread)
     def _takeSnapshot(self, segmentIds):
-        return self.logic.snapshotSegments(self._sourceSegmentationNode, self._sourceVolumeNode, segmentIds)
+        session = self.controller.session
+        return self.logic.snapshotSegments(self._sourceSegmentationNode, self._sourceVolumeNode, segmentIds,
+                                           getattr(session, "buffers", None))
 
     # ---------------------------------------------- results (GUI thread)
     def _showResult(self, result) -> None:
@@ -809,7 +811,7 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
 
         return ijk_to_ras(volumeNode, vtk.vtkMatrix4x4)
 
-    def snapshotSegments(self, segmentationNode, volumeNode, segmentIds=None):
+    def snapshotSegments(self, segmentationNode, volumeNode, segmentIds=None, buffers=None):
         """Copies of the layers holding ``segmentIds`` (all when None), all names, full-export crops.
 
         GUI thread, no scene node created; a layer off the CT's lattice is read through
@@ -821,7 +823,8 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
         names = segment_names(segmentationNode)
         ids = list(names) if segmentIds is None else [s for s in segmentIds if s in names]
         ijkToRas = self.ijkToRas(volumeNode)
-        snapshots, unreadable = snapshot_layers(segmentationNode, ids, slicer.util, ijkToRas, vtk.vtkMatrix4x4)
+        snapshots, unreadable = snapshot_layers(segmentationNode, ids, slicer.util, ijkToRas, vtk.vtkMatrix4x4,
+                                                buffers)
         fullCrops = {}
         if unreadable:
             logging.warning("RadGPT: segments %s are not on the CT's voxel grid; they are exported to the CT grid "
@@ -855,27 +858,38 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
         caseId, volumeName = volumeNode.GetName() or "slicer_case", volumeNode.GetName()
         transformed = volumeNode.GetParentTransformNode() is not None
 
-        def build(context):
-            from RadGPTSlicerLib.measure_process import RemoteSession
+        def localSession():
             from RadGPTSlicerLib.session import MeasurementSession
 
+            session = MeasurementSession(caseId, kji_to_ijk(ctKji), ijkToRas, phase, volumeName)
+            if transformed:
+                session.case.warnings.append(f"volume '{volumeName}' is under a transform: positions are in "
+                                             "the volume's own (untransformed) RAS")
+            return session
+
+        def build(context):
+            from RadGPTSlicerLib.measure_process import RemoteSession
+
             context.report(0.1, _("Reading the CT and {n} segment(s)...").format(n=len(names)))
-            if inProcess:
-                session = MeasurementSession(caseId, kji_to_ijk(ctKji), ijkToRas, phase, volumeName)
-                if transformed:
-                    session.case.warnings.append(f"volume '{volumeName}' is under a transform: positions are in "
-                                                 "the volume's own (untransformed) RAS")
-            else:
-                session = RemoteSession()
+            session = None
+            if not inProcess:
+                try:
+                    session = RemoteSession()
+                except OSError as exc:  # e.g. no PythonSlicer to start: measure in this process instead
+                    logging.warning("RadGPT: the measurement process could not start (%s); measuring in "
+                                    "Slicer's process", exc)
             try:
-                if not inProcess:
+                if session is None:
+                    session = localSession()
+                else:
                     session.open(caseId, ctKji, ijkToRas, phase, volumeName, transformed)
                 context.check()
                 context.report(0.4, _("Measuring..."))
                 result = session.apply(snapshots, names, fullCrops, force=True)
                 context.check()
             except BaseException:
-                session.close()
+                if session is not None:
+                    session.close()
                 raise
             context.report(1.0, _("Done."))
             return session, result

@@ -215,6 +215,22 @@ def test_a_dead_measurement_process_is_one_line_and_compute_starts_a_new_one(pan
     assert [l["volume_ml"] for l in widget._findings["lesions"]] == [l["volume_ml"] for l in want["lesions"]]
 
 
+def test_layer_copies_reuse_released_arrays():
+    from RadGPTSlicerLib.layers import ArrayPool
+
+    pool = ArrayPool()
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    first = pool.copy_of(a)
+    assert first is not a and np.array_equal(first, a)
+    pool.release(first)
+    b = a[::-1].copy()
+    second = pool.copy_of(b)
+    assert second is first and np.array_equal(second, b)  # the released memory, with the new voxels
+    assert pool.copy_of(a) is not first  # in use again: a fresh array
+    pool.release(first)
+    assert pool.copy_of(a.astype(np.uint16)) is not first  # another dtype never reuses it
+
+
 def test_messages_carry_arrays_out_of_band():
     import io
 

@@ -127,7 +127,42 @@ def ijk_box_to_canonical(box_ijk: np.ndarray, offset_ijk, source_shape, ornt) ->
 
 
 # ------------------------------------------------------------------ GUI thread
-def snapshot_layers(segmentation_node, segment_ids, slicer_util, ct_ijk_to_ras, matrix_factory) -> tuple:
+class ArrayPool:
+    """Arrays of layer copies that are free again, reused for the next copy of the same shape.
+
+    A copy of a large shared layer into fresh memory pays for its page faults on the
+    GUI thread at every stroke; into a reused array it is a plain memory copy.  The
+    owner of a copy releases it once nothing reads it any more (the measurement
+    process's client, after the next copy of that layer was sent).  Thread-safe.
+    """
+
+    def __init__(self, keep: int = 2):
+        import threading
+
+        self._free: dict = {}
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def copy_of(self, array: np.ndarray) -> np.ndarray:
+        key = (tuple(array.shape), np.dtype(array.dtype).str)
+        with self._lock:
+            free = self._free.get(key)
+            out = free.pop() if free else None
+        if out is None:
+            return np.array(array, copy=True, order="C")
+        np.copyto(out, array)
+        return out
+
+    def release(self, array: np.ndarray) -> None:
+        key = (tuple(array.shape), np.dtype(array.dtype).str)
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if len(free) < self._keep and not any(a is array for a in free):
+                free.append(array)
+
+
+def snapshot_layers(segmentation_node, segment_ids, slicer_util, ct_ijk_to_ras, matrix_factory,
+                    buffers: ArrayPool = None) -> tuple:
     """Copy the layers holding ``segment_ids`` (GUI thread).  Returns ``(snapshots, unreadable)``.
 
     ``unreadable`` lists segments whose layer is not on the CT's lattice (another
@@ -157,8 +192,8 @@ def snapshot_layers(segmentation_node, segment_ids, slicer_util, ct_ijk_to_ras, 
             continue
         extent = tuple(image.GetExtent())
         if extent[1] >= extent[0] and extent[3] >= extent[2] and extent[5] >= extent[4]:
-            voxels = np.array(slicer_util.arrayFromSegmentInternalBinaryLabelmap(segmentation_node, members[0]),
-                              copy=True)
+            view = slicer_util.arrayFromSegmentInternalBinaryLabelmap(segmentation_node, members[0])
+            voxels = buffers.copy_of(view) if buffers is not None else np.array(view, copy=True)
         else:
             voxels = np.zeros((0, 0, 0), np.uint8)
         extent = (extent[0] + shift[0], extent[1] + shift[0], extent[2] + shift[1], extent[3] + shift[1],

@@ -66,11 +66,16 @@ class RemoteSession:
                      "from RadGPTSlicerLib.measure_process import serve; serve()").format(paths=_sys_paths())
         self._proc = subprocess.Popen(
             [python_executable or default_python(), "-c", bootstrap], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))  # no console window on Windows
         self._lock = threading.Lock()
         self._closed = False
         self._phase = "unknown"
         self._sent: dict = {}  # layer key -> the LayerSnapshot last sent (the process holds the same voxels)
+        #: layer copies are taken into these arrays (the panel's snapshot step reads it)
+        from .layers import ArrayPool
+
+        self.buffers = ArrayPool()
         self._stderr = threading.Thread(target=self._log_stderr, daemon=True)
         self._stderr.start()
 
@@ -125,7 +130,10 @@ class RemoteSession:
                 raise
             result = self._call("apply", snapshots, *args)  # the process lost a layer: send them whole
         for snap in snapshots:
+            old = self._sent.get(snap.key)
             self._sent[snap.key] = snap
+            if old is not None and old.voxels is not snap.voxels and old.voxels.size:
+                self.buffers.release(old.voxels)  # nothing reads the copy before last any more
         return result
 
     def render_images(self, stop=None):
