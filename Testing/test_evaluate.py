@@ -17,7 +17,8 @@ from RadGPTLogic.evaluate.labels import extract_labels, extract_mentions, parse_
 from RadGPTLogic.evaluate.llm_labels import RETRY_PROMPT, llm_extract_labels, parse_llm_labels
 from RadGPTLogic.evaluate.metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown, wilson_interval
 from RadGPTLogic.llm.client import LLMConfig
-from RadGPTLogic.llm.testserver import ScriptedLLMServer
+
+from llm_server import ScriptedLLMServer
 
 # --------------------------------------------------------------------------- rule extractor
 

@@ -9,7 +9,8 @@ import pytest
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.llm.client import LLMConfig, LLMError, chat, chat_many, load_config
-from RadGPTLogic.llm.testserver import ScriptedLLMServer
+
+from llm_server import ScriptedLLMServer
 
 MSG = [{"role": "user", "content": "hello"}]
 

@@ -13,7 +13,6 @@ import pytest
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.llm import client as llm_client
 from RadGPTLogic.llm.client import LLMConfig, LLMError
-from RadGPTLogic.llm.testserver import ScriptedLLMServer
 from RadGPTLogic.phantom import staging_lesions
 from RadGPTLogic.report import narrative_cli
 from RadGPTLogic.report.enhance import enhance_report
@@ -29,6 +28,8 @@ from RadGPTLogic.report.narrative import (
     write_narrative,
     write_narratives,
 )
+
+from llm_server import ScriptedLLMServer
 from test_factcheck import SECTIONED, make_findings, values
 
 

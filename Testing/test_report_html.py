@@ -29,8 +29,10 @@ from RadGPTLogic.report.keyimages import (
     key_image,
     key_images,
 )
-from RadGPTLogic.report.png import decode_png, encode_png, png_size
+from RadGPTLogic.report.png import encode_png
 from RadGPTLogic.report.structured import render_html
+
+from png_reader import decode_png, png_size
 
 CALIPER_RGB = {"longest": LONGEST_RGB, "perpendicular": PERPENDICULAR_RGB}
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
