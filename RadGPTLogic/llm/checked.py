@@ -14,8 +14,9 @@ A job ends ``accepted`` (an answer passed its check) or ``fallback`` with a
 * ``truncated``: the last answer was cut off by ``max_tokens``;
 * ``empty_answer``: the last answer was empty;
 * ``context_too_small``: no variant fits the window with room for an answer;
-* ``context_overflow``: the server refused the prompt as too long (a window it names
-  in its error is adopted and the prompt rebuilt, once per try);
+* ``context_overflow``: the server refused the prompt as too long (a smaller window it
+  names in its error is adopted and the prompt rebuilt; such a refused request, which
+  generated nothing, does not count against ``max_tries``);
 * ``llm_error``: no answer after the client's retries (timeout, connection, HTTP error).
 
 Every try is recorded in ``attempts`` (prompt tokens, ``max_tokens``, finish reason,
@@ -41,6 +42,7 @@ FallbackReason = Literal["fact_check_failed", "truncated", "empty_answer", "cont
 ANSWER_FACTOR = 2.0
 MIN_ANSWER_TOKENS = 128
 MAX_ERRORS_SENT = 12
+MAX_REFITS = 3  # prompts rebuilt for a smaller window the server named in an overflow error
 
 
 def extract_report(reply: str) -> str:
@@ -105,7 +107,9 @@ def _fit(job: CheckedJob, budget: Budget, errors: list | None) -> tuple:
 def run_job(config: LLMConfig, job: CheckedJob, budget: Budget, max_tries: int = 3, client=None) -> CheckedJob:
     """Run one job to ``accepted`` or ``fallback`` (see the module docstring)."""
     errors = None
-    for attempt in range(1, max_tries + 1):
+    answered = refits = 0
+    while answered < max_tries:
+        attempt = len(job.attempts) + 1
         fit = _fit(job, budget, errors)
         if fit is None:
             job.finish("context_too_small", f"no prompt fits the model's context window of {budget.context_tokens} "
@@ -119,16 +123,20 @@ def run_job(config: LLMConfig, job: CheckedJob, budget: Budget, max_tries: int =
             answer = complete(config, Request(messages, max_tokens), client)
         except LLMError as exc:
             record.update(ok=False, llm_error={"kind": exc.kind, "message": str(exc)})
-            if exc.kind == "context_overflow" and budget.learn_window(exc.context_tokens):
-                # the same errors again, in a prompt fitted to the window the server named
+            if exc.kind == "context_overflow" and refits < MAX_REFITS and budget.learn_window(exc.context_tokens):
+                # No answer was generated: the same request again, fitted to the window the server named,
+                # does not count as a try.
+                refits += 1
                 job.finish("context_overflow", str(exc))
                 continue
+            answered += 1
             if exc.kind == "empty_answer":
                 job.finish("empty_answer", str(exc))
                 errors = [{"kind": "empty_answer", "detail": "your answer was empty"}]
                 continue
             job.finish("context_overflow" if exc.kind == "context_overflow" else "llm_error", str(exc))
             return job
+        answered += 1
         record.update(finish_reason=answer.finish_reason, usage_prompt_tokens=answer.prompt_tokens,
                       usage_completion_tokens=answer.completion_tokens)
         text = extract_report(answer.text)
@@ -146,7 +154,7 @@ def run_job(config: LLMConfig, job: CheckedJob, budget: Budget, max_tries: int =
             job.status, job.reason, job.reason_detail = "accepted", None, None
             job.accepted, job.accepted_check, job.variant_used = text, check, index
             return job
-        job.finish("fact_check_failed", f"{len(check.errors)} fact-check error(s) in try {attempt}")
+        job.finish("fact_check_failed", f"{len(check.errors)} fact-check error(s) in the last answer")
         errors = check.errors
     return job
 

@@ -10,6 +10,7 @@ from .mentions import (
     find_mentions,
     kind_ok,
     lesion_nouns,
+    location_score,
     match_mentions,
     segment_ok,
     size_match,
@@ -23,6 +24,7 @@ from .numbers import (
     number_matches,
     threshold_values,
     unit_dim,
+    values_by_owner,
 )
 from .text import (
     Sentence,
@@ -39,6 +41,7 @@ from .vocabulary import (
     COUNT_EXPR,
     DIM_WORDS,
     ENLARGED,
+    FINDINGS_ORGAN_OF,
     IMAGE_NO,
     INVENTED_TERMS,
     LESION_ORGANS,
@@ -170,6 +173,9 @@ class _Checker:
         self.expected: list = []
         self.found: list = []
         self.sentences = split_sentences(self.text)
+        self.by_id = {les["id"]: les for les in self.lesions}
+        self.owned = values_by_owner(findings)
+        self.mentions: list = []
         self.notes = NotesFacts(notes) if notes else None
 
     def err(self, kind: ErrorKind, detail: str, key=None) -> None:
@@ -191,6 +197,7 @@ class _Checker:
         by_id = {les["id"]: les for les in self.lesions}
         organs_with_lesions = {les["organ"] for les in self.lesions}
         organs_with_lesions |= {s.get("organ") for s in self.f.get("sub_threshold_lesions") or []}
+        self._check_size_owners(mentions, by_id)
         for m in mentions:
             if m.lesions:
                 continue
@@ -222,21 +229,25 @@ class _Checker:
             sized = [m for m in mine if m.sizes]
             size_cm = f"{_cm(lesion['longest_diameter_mm'])} x {_cm(lesion['perpendicular_diameter_mm'])} cm"
             size_label = f"{lid}: size {size_cm}"
-            if not self.fact(size_label, any(m.size_ok for m in sized)):
-                wrong = [m for m in sized if not size_match(m, lesion)
-                         or (size_match(m, lesion) == "partial" and len(m.sizes[0]["values"]) >= 2)]
-                partial = [m for m in sized if size_match(m, lesion) == "partial"]
-                if wrong:
-                    for m in wrong:
-                        self.err("changed_number", f"{lid}: size stated as {m.size_text}; findings "
-                                 f"{size_cm}",
-                                 ("size", lid))
-                elif partial:
-                    self.err("dropped_size", f"{lid}: only one diameter given ({partial[0].size_text}); findings "
-                             f"{_cm(lesion['longest_diameter_mm'])} x {_cm(lesion['perpendicular_diameter_mm'])} cm")
+            # A two-number size that is not this lesion's is an error even when another sentence gets it right.
+            wrong = [m for m in sized if len(m.lesions) == 1 and (not size_match(m, lesion) or (
+                size_match(m, lesion) == "partial" and len(m.sizes[0]["values"]) >= 2))]
+            for m in wrong:
+                owner = next((les for les in self.lesions if les is not lesion and les["organ"] == lesion["organ"]
+                              and size_match(m, les) == "full"), None)
+                if owner is not None:
+                    self.err("misattributed_number", f"size {m.size_text} is {owner['id']}'s but is given to {lid} "
+                             f"({lesion_location_text(lesion)}) ('{short(m.text)}')", ("size", lid))
                 else:
-                    self.err("dropped_size", f"{lid}: size {_cm(lesion['longest_diameter_mm'])} x "
-                             f"{_cm(lesion['perpendicular_diameter_mm'])} cm is not stated")
+                    self.err("changed_number", f"{lid}: size stated as {m.size_text}; findings {size_cm}",
+                             ("size", lid))
+            if not self.fact(size_label, any(m.size_ok for m in sized)) and not wrong:
+                partial = [m for m in sized if size_match(m, lesion) == "partial"]
+                if partial:
+                    self.err("dropped_size", f"{lid}: only one diameter given ({partial[0].size_text}); findings "
+                             f"{size_cm}")
+                else:
+                    self.err("dropped_size", f"{lid}: size {size_cm} is not stated")
             self._check_location(lesion, mine, by_id)
             for m in mine:
                 if len(m.lesions) != 1:
@@ -249,6 +260,22 @@ class _Checker:
                 if m.atten and att and att not in m.atten and len(m.atten) == 1:
                     self.err("wrong_kind", f"{lid} is {att}attenuating but is described as "
                              f"{next(iter(m.atten))}attenuating ('{short(m.text)}')", ("atten", lid))
+
+    def _check_size_owners(self, mentions: list, by_id: dict) -> None:
+        """A size that is one lesion's, written where the text places another lesion (swapped sizes)."""
+        for m in mentions:
+            if not (m.sizes and m.size_ok and len(m.lesions) == 1):
+                continue
+            owner = by_id[m.lesions[0]]
+            if location_score(m, owner) >= 0:
+                continue
+            placed = [les for les in self.lesions if les is not owner and les["organ"] == owner["organ"]
+                      and location_score(m, les) > 0]
+            if placed:
+                self.err("misattributed_number", f"size {m.size_text} is {owner['id']}'s "
+                         f"({lesion_location_text(owner)}) but is given to the lesion at "
+                         f"{lesion_location_text(placed[0])} ({placed[0]['id']}) ('{short(m.text)}')",
+                         ("size", owner["id"]))
 
     def _check_location(self, lesion: dict, mine: list, by_id: dict) -> None:
         lid = lesion["id"]
@@ -332,6 +359,8 @@ class _Checker:
             for n in nums:
                 pool = values.get(n.dim, [])
                 if any(number_matches(n.value, n.decimals, n.unit, v) for v in pool):
+                    if not n.comparator:
+                        self._check_owner(sent, n)
                     continue
                 if n.comparator and any(number_matches(n.value, n.decimals, n.unit, v) for v in thresholds[n.dim]):
                     continue
@@ -344,6 +373,48 @@ class _Checker:
                     self.err("changed_number", f"image {m.group(1)} is no lesion's slice in the findings",
                              ("image", int(m.group(1))))
             self._check_counts(sent)
+
+    # -- attribution: a right number under the wrong organ or lesion ----------
+    def _owner_of(self, sent: Sentence, n) -> tuple:
+        """(owners the sentence attaches the number to, how it names them), or ((), None) when it names none.
+
+        Inside a lesion mention matched to one lesion: that lesion (and its organ, for "19 HU vs
+        liver 60 HU").  Otherwise the organ(s) of the number's clause or section.
+        """
+        for m in self.mentions:
+            if m.sentence is sent and m.start <= n.start < m.end and len(m.lesions) == 1:
+                lesion = self.by_id[m.lesions[0]]
+                host = [f"organ:{name}" for name in self.organs
+                        if FINDINGS_ORGAN_OF.get(name, name) == lesion["organ"]
+                        and (lesion["organ"] != "kidney" or not lesion.get("side") or name.endswith(lesion["side"]))]
+                return (f"lesion:{lesion['id']}", *host), lesion["id"]
+        owners = []
+        for organ, side in claim_organs(sent, n.start):
+            names = [name for name in self.organs if FINDINGS_ORGAN_OF.get(name, name) == organ
+                     and (side is None or name.endswith(side))]
+            owners += [f"organ:{name}" for name in names]
+            owners += [f"lesion:{les['id']}" for les in self.lesions if les["organ"] == organ
+                       and (side is None or les.get("side") in (None, side))]
+        named = [o for o in owners if o.startswith("organ:")]
+        if not named:
+            return (), None
+        return tuple(owners), " / ".join(o.split(":", 1)[1].replace("_", " ") for o in named)
+
+    def _check_owner(self, sent: Sentence, n) -> None:
+        if n.dim in ("length", "deg"):  # sizes: matched per mention; degrees: the vessel check
+            return
+        owners, said = self._owner_of(sent, n)
+        if not owners:
+            return
+        if any(number_matches(n.value, n.decimals, n.unit, v)
+               for o in owners for v, _ in self.owned.get(o, {}).get(n.dim, [])):
+            return
+        true = [f"the {what} of the {o.split(':', 1)[1].replace('_', ' ')}"
+                for o, dims in self.owned.items() for v, what in dims[n.dim]
+                if number_matches(n.value, n.decimals, n.unit, v)]
+        self.err("misattributed_number", f"'{n.text.strip()}' is stated for the {said} "
+                 f"('{short(sent.text, n.start)}') but is {true[0] if true else 'another value'}",
+                 ("number", n.dim, round(n.value * unit_dim(n.unit)[1], 6)))
 
     def _check_counts(self, sent: Sentence) -> None:
         for m in COUNT_EXPR.finditer(sent.text):

@@ -127,6 +127,8 @@ class Mention:
     negated_only: bool = False
     lesions: list = field(default_factory=list)   # matched lesion ids
     size_ok: bool = False
+    start: int = 0          # the mention's span in ``sentence.text``
+    end: int = 0
 
 
 def sentence_organ(sent: Sentence, anchor: int | None = None) -> str | None:
@@ -302,6 +304,7 @@ def find_mentions(sentences: list) -> list:
                 b = points[i + 1] if i + 1 < len(points) else len(sent.text)
                 piece = sent.text[a:b]
                 m = _mention_from(piece, sent, prev_organ, [size] if size else [], a0 - a)
+                m.start, m.end = a, b
                 if size:
                     m.size_text = size["text"]
                 mentions.append(m)
@@ -375,12 +378,9 @@ def kind_ok(mention: Mention, lesion: dict) -> bool:
     return True
 
 
-def _score(mention: Mention, lesion: dict) -> float:
+def location_score(mention: Mention, lesion: dict) -> float:
+    """How well the mention's side, segment, pancreatic part and pole fit the lesion (> 0 fits, < 0 contradicts)."""
     s = 0.0
-    sm = size_match(mention, lesion)
-    s += {"full": 10, "partial": 6, "": 0}[sm]
-    if lesion["id"] in mention.ids:
-        s += 8
     loc = lesion.get("location") or {}
     if mention.sides:
         s += 3 if lesion.get("side") in mention.sides else -3
@@ -391,6 +391,15 @@ def _score(mention: Mention, lesion: dict) -> float:
         s += 2 if all(p in allowed for p in mention.parts) else -2
     if mention.poles and loc.get("kidney_pole"):
         s += 2 if loc["kidney_pole"] in mention.poles else -2
+    return s
+
+
+def _score(mention: Mention, lesion: dict) -> float:
+    s = location_score(mention, lesion)
+    sm = size_match(mention, lesion)
+    s += {"full": 10, "partial": 6, "": 0}[sm]
+    if lesion["id"] in mention.ids:
+        s += 8
     if mention.kinds:
         s += 1 if kind_ok(mention, lesion) else -1
     return s

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .vocabulary import COMPARATOR, RANGE_EXPR, SINGLE_EXPR, SIZE_EXPR
+from .vocabulary import COMPARATOR, RANGE_EXPR, RATIO_EXPR, SINGLE_EXPR, SIZE_EXPR
 
 
 @dataclass
@@ -39,6 +39,8 @@ def unit_dim(unit: str) -> tuple:
         return "hu", 1.0
     if u in ("°", "degree", "degrees", "deg"):
         return "deg", 1.0
+    if u == "ratio":
+        return "ratio", 1.0
     return "pct", 1.0
 
 
@@ -96,6 +98,10 @@ def extract_numbers(text: str) -> tuple:
         if dim == "length":
             sizes.append({"start": start, "end": m.end(), "values": [(abs(v) * factor, d, unit)], "text": m.group()})
         taken.append((m.start(), m.end()))
+    for m in RATIO_EXPR.finditer(text):
+        if free(m.start(1), m.end(1)):
+            v, d = parse_num(m.group(1))
+            nums.append(Num(v, d, "ratio", "ratio", m.start(1), m.end(1), m.group(1), comparator_before(m.start(1))))
     sizes.sort(key=lambda s: s["start"])
     nums.sort(key=lambda n: n.start)
     return nums, sizes
@@ -124,53 +130,81 @@ def number_matches(x: float, decimals: int, unit: str, value: float) -> bool:
         candidates.append(round(value, 1))
     elif dim in ("hu", "deg", "pct"):
         candidates.append(float(round(value)))
+    elif dim == "ratio":
+        candidates.append(round(value, 2))
     return any(abs(x_base - c) <= tol + 1e-6 * max(1.0, abs(c)) for c in candidates)
 
 
-def finding_values(findings: dict) -> dict:
-    """Every value a number in the text may state, by dimension (base units)."""
-    vals = {"length": [], "volume": [], "hu": [], "deg": [], "pct": []}
+DIMENSIONS = ("length", "volume", "hu", "deg", "pct", "ratio")
+
+
+def values_by_owner(findings: dict) -> dict:
+    """Every value a number in the text may state, by owner and dimension (base units).
+
+    ``{owner: {dim: [(value, what)]}}`` with owner ``"organ:<name>"`` (a findings organ
+    name: ``liver``, ``kidney_left`` ...) or ``"lesion:<id>"``; ``what`` names the value
+    for error messages ("volume", "mean attenuation", ...).  A liver-minus-spleen
+    difference belongs to both organs, a sub-threshold volume or pancreatic part volume
+    to its organ.
+    """
+    owners: dict = {}
+
+    def add(owner, dim, value, what):
+        if value is not None and not isinstance(value, bool):
+            owners.setdefault(owner, {d: [] for d in DIMENSIONS})[dim].append((float(value), what))
+
     organs = findings.get("organs") or {}
-    for entry in organs.values():
-        if entry.get("volume_ml") is not None:
-            vals["volume"].append(entry["volume_ml"])
-        for key in ("mean_hu", "sd_hu"):
-            if entry.get(key) is not None:
-                vals["hu"].append(entry[key])
-    liver, spleen = organs.get("liver", {}), organs.get("spleen", {})
+    for name, entry in organs.items():
+        owner = f"organ:{name}"
+        add(owner, "volume", entry.get("volume_ml"), "volume")
+        add(owner, "hu", entry.get("mean_hu"), "mean attenuation")
+        add(owner, "hu", entry.get("sd_hu"), "attenuation SD")
+        add(owner, "ratio", entry.get("pancreas_to_spleen_ratio"), "pancreas-to-spleen attenuation ratio")
+        if entry.get("pancreas_to_spleen_ratio") is not None:
+            add("organ:spleen", "ratio", entry["pancreas_to_spleen_ratio"], "pancreas-to-spleen attenuation ratio")
+    liver, spleen = organs.get("liver") or {}, organs.get("spleen") or {}
     if liver.get("mean_hu") is not None and spleen.get("mean_hu") is not None:
         d = liver["mean_hu"] - spleen["mean_hu"]
-        vals["hu"] += [d, -d]
+        for owner in ("organ:liver", "organ:spleen"):
+            add(owner, "hu", d, "liver-minus-spleen attenuation")
+            add(owner, "hu", -d, "spleen-minus-liver attenuation")
     for lesion in findings.get("lesions") or []:
-        for key in ("longest_diameter_mm", "perpendicular_diameter_mm"):
+        owner = f"lesion:{lesion['id']}"
+        add(owner, "length", lesion.get("longest_diameter_mm"), "longest diameter")
+        add(owner, "length", lesion.get("perpendicular_diameter_mm"), "perpendicular diameter")
+        add(owner, "volume", lesion.get("volume_ml"), "volume")
+        add(owner, "hu", lesion.get("mean_hu"), "mean attenuation")
+        add(owner, "hu", lesion.get("sd_hu"), "attenuation SD")
+        for vessel, deg in (lesion.get("vessel_contact_deg") or {}).items():
+            add(owner, "deg", deg, f"{vessel} contact")
+        for key, what in (("exophytic_fraction", "exophytic fraction"), ("in_organ_fraction", "fraction in the organ")):
             if lesion.get(key) is not None:
-                vals["length"].append(lesion[key])
-        if lesion.get("volume_ml") is not None:
-            vals["volume"].append(lesion["volume_ml"])
-        for key in ("mean_hu", "sd_hu"):
-            if lesion.get(key) is not None:
-                vals["hu"].append(lesion[key])
-        for deg in (lesion.get("vessel_contact_deg") or {}).values():
-            if deg is not None:
-                vals["deg"].append(deg)
-        if lesion.get("exophytic_fraction") is not None:
-            vals["pct"].append(lesion["exophytic_fraction"] * 100)
-        if lesion.get("in_organ_fraction") is not None:
-            vals["pct"].append(lesion["in_organ_fraction"] * 100)
+                add(owner, "pct", lesion[key] * 100, what)
         for key in ("couinaud_shares", "pancreas_part_shares"):
-            vals["pct"] += [v * 100 for v in (lesion.get(key) or {}).values() if v is not None]
+            for where, v in (lesion.get(key) or {}).items():
+                if v is not None:
+                    add(owner, "pct", v * 100, f"share in {where}")
     for sub in findings.get("sub_threshold_lesions") or []:
-        if sub.get("total_volume_ml") is not None:
-            vals["volume"].append(sub["total_volume_ml"])
+        add(f"organ:{sub.get('organ')}", "volume", sub.get("total_volume_ml"), "sub-threshold lesion volume")
     parts = ((findings.get("anatomy") or {}).get("pancreas_parts") or {}).get("volumes_ml") or {}
-    vals["volume"] += [v for v in parts.values() if v is not None]
+    for part, v in parts.items():
+        add("organ:pancreas", "volume", v, f"pancreatic {part} volume")
+    return owners
+
+
+def finding_values(findings: dict) -> dict:
+    """Every value a number in the text may state, by dimension (base units), whoever owns it."""
+    vals: dict = {d: [] for d in DIMENSIONS}
+    for dims in values_by_owner(findings).values():
+        for dim, pairs in dims.items():
+            vals[dim] += [v for v, _ in pairs]
     return vals
 
 
 def threshold_values(findings: dict) -> dict:
     """Cut-offs a report may quote after a comparator ("> 180 degrees", "<= 2 cm")."""
     th = {"length": [5.0, 10.0, 20.0, 40.0], "volume": [], "hu": [], "deg": [180.0, 90.0, 0.0],
-          "pct": [50.0, 70.0]}
+          "pct": [50.0, 70.0], "ratio": []}
     rules = ((findings.get("provenance") or {}).get("rules")) or {}
     for key, v in rules.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool):
@@ -185,4 +219,5 @@ def threshold_values(findings: dict) -> dict:
             th["length"].append(float(v))
         elif key.endswith("_ratio"):
             th["pct"].append(float(v) * 100)
+            th["ratio"].append(float(v))
     return th

@@ -146,6 +146,8 @@ COMPARATOR = re.compile(
     r"(?:<=|>=|=<|=>|<|>|\bless than|\bmore than|\bgreater than|\blarger than|\bsmaller than|\bover|\bunder"
     r"|\bbelow|\babove|\bexceeding|\bat least|\bat most|\bup to|\bcut-?off(?: of)?|\bthreshold(?: of)?"
     r"|\bbeyond|\bwithin)\s*(?:\(|approximately\s+|about\s+)?$", re.I)
+# A unitless attenuation ratio ("pancreas-to-spleen attenuation ratio 0.90"): the first decimal after "ratio".
+RATIO_EXPR = re.compile(r"\bratio\b(?:\s+(?:of|is|was|=|:))?\s*\(?\s*(\d+\.\d+)(?![\d.])", re.I)
 IMAGE_NO = re.compile(r"\b(?:image|img|slice|im)\s*(?:#|no\.?|number)?\s*(\d+)\b", re.I)
 COUNT_EXPR = re.compile(
     r"\b(two|three|four|five|six|seven|eight|nine|ten|multiple|several|numerous|innumerable|\d{1,2})"
@@ -199,4 +201,4 @@ STEATOSIS = re.compile(
 NORMAL_ATTEN = re.compile(r"\bnormal (?:attenuation|density|parenchymal attenuation)\b", re.I)
 
 DIM_WORDS = {"length": "length", "volume": "volume", "hu": "attenuation (HU)", "deg": "contact angle",
-              "pct": "percentage"}
+              "pct": "percentage", "ratio": "ratio"}
