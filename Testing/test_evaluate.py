@@ -116,6 +116,57 @@ def test_rule_extractor(text, expected):
         assert (got[organ]["tumor"], got[organ]["largest_mm"]) == (tumor, mm), (organ, got, extract_mentions(text))
 
 
+# The general causes of labelling errors found on real reports (issue 11), each with sentences written here.
+CAUSES = [
+    # pseudo-negation: a negated property of a lesion that exists; "not excluding" is uncertainty
+    ("pseudo-negation", "There is no enhancement of the right renal cyst.", {"kidney": ("yes", None)}),
+    ("pseudo-negation", "A 2 cm right renal cyst without enhancement or septation.", {"kidney": ("yes", 20.0)}),
+    ("pseudo-negation", "The liver cyst does not enhance.", {"liver": ("yes", None)}),
+    ("pseudo-negation", "No enhancing mass in the pancreas.", {}),
+    ("not excluding", "Hypodense hepatic lesion, not excluding metastasis.", {"liver": ("uncertain", None)}),
+    # stones and calcifications described as foci
+    ("stone as focus", "Hyperdense focus in the left renal sinus, consistent with a nonobstructing calculus.", {}),
+    ("stone as focus", "Punctate hyperdense foci in both kidneys in keeping with nephrolithiasis.", {}),
+    # a location word joined to another organ
+    ("location of another organ", "Nodule in the left lobe of the lung.", {}),
+    ("location of another organ", "Mass in the head of the epididymis.", {}),
+    ("location of another organ", "Cyst at the upper pole of the left testis.", {}),
+    ("location of another organ", "Hypodensity in segment 8 of uncertain significance.", {"liver": ("uncertain", None)}),
+    # context carried into a sentence about an unlisted site
+    ("unlisted site", "The liver is normal. Fatty density lesions in the right inguinal canal.", {}),
+    ("unlisted site", "The kidneys are normal. A nodule in the left groin.", {}),
+    ("unlisted site kept", "The pancreas is atrophic. A 1.5 cm cyst is seen in the tail.", {"pancreas": ("yes", 15.0)}),
+    # one post-operative word no longer discards the sentence
+    ("post-operative", "Liver: status post right hepatectomy with a new 2 cm lesion in segment 3.",
+     {"liver": ("yes", 20.0)}),
+    ("post-operative", "Status post left nephrectomy, now with a 1.4 cm mass in the right kidney.",
+     {"kidney": ("yes", 14.0)}),
+    ("post-operative", "History of renal cell carcinoma; status post left nephrectomy.", {}),
+    ("post-operative", "The pancreatic mass was resected in 2019.", {}),
+    # missing words
+    ("missing words", "Low-density shadow in the right lobe of the liver.", {"liver": ("yes", None)}),
+    ("missing words", "Multiple low-density shadows in the right kidney.", {"kidney": ("yes", None)}),
+    ("missing words", "Left kidney cystic, 2 cm.", {"kidney": ("yes", 20.0)}),
+    ("missing words", "Bilateral renal cystic disease.", {"kidney": ("yes", None)}),
+    ("missing words", "Bilateral parapelvic cysts.", {"kidney": ("yes", None)}),
+    ("missing words", "Right renal AML, 1 cm.", {"kidney": ("yes", 10.0)}),
+    ("missing words", "Small ANL on the left.", {"kidney": ("yes", None)}),
+    ("missing words", "A hemangioma in segment 6.", {"liver": ("yes", None)}),
+    # negation that reached past the verb of its clause
+    ("negation scope", "The liver is not enlarged and contains a 1.5 cm cyst.", {"liver": ("yes", 15.0)}),
+    ("negation scope", "Without hydronephrosis, the right kidney has a 12 mm cyst.", {"kidney": ("yes", 12.0)}),
+    ("negation scope", "Neither kidney shows a lesion.", {}),
+]
+
+
+@pytest.mark.parametrize("cause,text,expected", CAUSES, ids=[f"{c[0]}: {c[1][:30]}" for c in CAUSES])
+def test_general_causes_of_labelling_errors(cause, text, expected):
+    got = extract_labels(text)
+    for organ in ORGANS:
+        tumor, mm = expected.get(organ, NO)
+        assert (got[organ]["tumor"], got[organ]["largest_mm"]) == (tumor, mm), (cause, organ, got)
+
+
 OUR_STRUCTURED_REPORT = """RADGPT STRUCTURED REPORT - case PHANTOM_0001
 Non-contrast CT
 

@@ -148,20 +148,27 @@ _ORGAN_PATTERNS = [
     (r"\bnephr[a-z]*\b", "kidney", "adj"),
     (r"\b(?:[a-z]*RCCs?|bosniak|angiomyolipomas?|oncocytomas?)\b", "kidney", "adj"),
     (r"\b(?:upper|lower|mid|inter)[- ]?pol(?:e|ar)\b", "kidney", "loc"),
+    (r"\b(?:para|peri)-?pelvic\b", "kidney", "adj"),
     # other organs: a mention attributed to them is ignored
     (r"\b(?:hepatic|splenic)\s+flexure\b", "other", "adj"),
     (r"\bsplen(?:ic|omegaly|ule|ules)?\b(?!\s+(?:arter|veins?\b|flexure))|\bspleen\b", "other", "noun"),
     (r"\badrenals?(?:\s+glands?)?\b", "other", "noun"),
-    (r"\bgall\s?bladder\b|\bcholecyst[a-z]*\b|\bbiliary\b|\bbile\s+ducts?\b|\bCBD\b|\bcommon\s+duct\b", "other", "noun"),
+    (r"\bgall\s?bladder\b|\bcholecyst[a-z]*\b|\bbiliary\b|\bbile\s+ducts?\b|\bCBD\b|\bcommon\s+duct\b", "other",
+     "noun"),
     (r"\bstomach\b|\bgastric\b|\bbowel\b|\bcolon(?:ic)?\b|\bduoden[a-z]*\b|\bjejun[a-z]*\b|\bile(?:um|al)\b"
      r"|\bc(?:a)?ecum\b|\brect(?:um|al)\b|\bsigmoid\b|\bappend[a-z]*\b|\b(?:o)?esophag[a-z]*\b", "other", "noun"),
     (r"\blungs?\b|\bpulmonary\b|\bpleura[a-z]*\b|\bbones?\b|\bosseous\b|\bskelet[a-z]*\b|\bvertebra[a-z]*\b"
      r"|\bspine\b|\bspinal\b|\bribs?\b|\bsacrum\b", "other", "noun"),
     (r"\blymph\s+nodes?\b|\bnodes?\b|\bnodal\b|\b(?:lymph)?adenopathy\b", "other", "noun"),
-    (r"\bovar[a-z]*\b|\badnex[a-z]*\b|\buter(?:us|ine)\b|\b(?:urinary\s+)?bladder\b|\bprostat[a-z]*\b", "other", "noun"),
+    (r"\bovar[a-z]*\b|\badnex[a-z]*\b|\buter(?:us|ine)\b|\b(?:urinary\s+)?bladder\b|\bprostat[a-z]*\b", "other",
+     "noun"),
     (r"\bperitone[a-z]*\b|\bomentum\b|\bomental\b|\bmesenter[a-z]*\b|\bretroperitone[a-z]*\b|\babdominal\s+wall\b"
      r"|\bskin\b|\bsubcutaneous\b|\bbreasts?\b|\bthyroid\b|\bheart\b|\bcardiac\b|\bpericardi[a-z]*\b"
      r"|\bmuscles?\b|\bpsoas\b|\bureters?\b|\bureter(?:al|ic)\b", "other", "noun"),
+    (r"\binguinal\b|\bgroin\b|\bflank\b|\bscrot(?:um|al)\b|\btest(?:is|es|icles?|icular)\b|\bepididym[a-z]*\b"
+     r"|\bthyroid\b|\bbrain\b|\bnucleus\b|\bbuttocks?\b|\bgluteal\b|\bthighs?\b|\baxill(?:a|ary)\b"
+     r"|\bchest\s+wall\b|\bparaspinal\b|\bfemoral\b|\bfemur\b|\bhumer(?:us|al)\b|\bpelvic\s+(?:wall|side)", "other",
+     "noun"),
 ]
 _ORGAN_RES = [(re.compile(p, _I), organ, kind) for p, organ, kind in _ORGAN_PATTERNS]
 
@@ -175,16 +182,21 @@ _STRUCTURE_RE = re.compile(
 _GENERIC_LESION = (
     r"\blesions?\b|\bnodules?\b|\bhyper-?densit(?:y|ies)\b|\bhypo-?densit(?:y|ies)\b"
     r"|\b(?:hypo|hyper|low|high)[- ]?(?:dense|density|attenuating|attenuation|enhancing)\s+"
-    r"(?:focus|foci|areas?|regions?|lesions?|nodules?)\b"
+    r"(?:focus|foci|areas?|regions?|lesions?|nodules?|shadows?)\b"
     r"|\benhancing\s+(?:focus|foci)\b"
 )
 _SPECIFIC_LESION = (
     r"\bmass(?:es)?\b(?!\s+effect)|\btum(?:o|ou)rs?\b|\bcysts?\b|\bneoplas(?:m|ms|ia)\b|\bneoplastic\b"
     r"|\bmetastas[ie]s\b|\bmetastatic\s+(?:disease|deposits?|foci|focus|lesions?)\b|\bmets\b"
     r"|\bmalignan(?:cy|cies)\b|\bcancers?\b|\b[a-z]*carcinomas?\b|\b[a-z]*adenomas?\b|\b[a-z]*sarcomas?\b"
-    r"|\blymphomas?\b|\b(?:ha)?emangiomas?\b|\bfocal\s+nodular\s+hyperplasia\b|\bFNH\b|\bangiomyolipomas?\b"
+    r"|\blymphomas?\b|\bh(?:a)?emangiomas?\b|\bfocal\s+nodular\s+hyperplasia\b|\bFNH\b|\bangiomyolipomas?\b"
     r"|\boncocytomas?\b|\bIPMNs?\b|\bPNETs?\b|\bPDACs?\b|\bHCCs?\b|\b[a-z]*RCCs?\b|\bhepatomas?\b"
-    r"|\binsulinomas?\b|\bgastrinomas?\b|\bbosniak\b"
+    r"|\binsulinomas?\b|\bgastrinomas?\b|\bbosniak\b|\b(?-i:AMLs?|ANLs?)\b"
+    r"|\bcystic\s+(?:kidney\s+|renal\s+)?disease\b"
+    # "cystic" as the head word ("left kidney cystic, 2 cm"), not an adjective of a noun that follows
+    r"|\bcystics?\b(?!\s*-?\s*(?:lesions?|mass(?:es)?|tumou?rs?|neoplasms?|nodules?|foc(?:us|i)|areas?|components?"
+    r"|changes?|ducts?|arter(?:y|ies)|fibrosis|appearance|structures?|spaces?|degeneration|kidney|renal|disease"
+    r"|pancreatic|hepatic|liver|and|or|/))"
 )
 _LESION_RE = re.compile(rf"(?P<generic>{_GENERIC_LESION})|(?P<specific>{_SPECIFIC_LESION})", _I)
 _NOT_LESION_BEFORE = re.compile(r"\b(?:regenerative|siderotic|dysplastic)\s+$", _I)
@@ -195,17 +207,29 @@ _IMPLIED_ORGAN = [
     (re.compile(r"\b(?:[a-z]*RCCs?|angiomyolipomas?|oncocytomas?|bosniak)\b", _I), "kidney"),
 ]
 
+# Words that name their organ only when nothing else in the clause does ("hepatic AML" is hepatic).
+_WEAK_IMPLIED = [(re.compile(r"\b(?-i:AMLs?|ANLs?)\b"), "kidney")]
+
 _EXPLAINS_GENERIC = re.compile(
     r"\bfocal\s+(?:fat|fatty|sparing)\b|\bfatty\s+(?:infiltration|sparing|deposition|change)\b|\bperfusion\b"
     r"|\bTHADs?\b|\btransient\s+hepatic\b|\bshunts?\b|\bartifacts?\b|\bartefacts?\b|\bpartial\s+volume\b"
     r"|\babscess(?:es)?\b|\bha?ematomas?\b|\binfarcts?\b|\binfarction\b|\bscars?\b|\bscarring\b|\bgranulomas?\b"
-    r"|\bbilomas?\b|\bseromas?\b|\blymphoceles?\b|\bfluid\s+collections?\b|\bcalcifications?\b|\bcalcified\b",
+    r"|\bbilomas?\b|\bseromas?\b|\blymphoceles?\b|\bfluid\s+collections?\b|\bcalcifications?\b|\bcalcified\b"
+    r"|\bcalcul(?:us|i)\b|\bstones?\b|\b(?:nephro|uro|cholecysto|chole)?lithiasis\b|\bnephrocalcinosis\b"
+    r"|\bbone\s+islands?\b",
     _I)
 _EXPLAINS_ALL = re.compile(r"\bpolycystic\b|\bPKD\b|\bADPKD\b", _I)
 
 _HISTORICAL = re.compile(
     r"\bhistory\s+of\b|\bh/o\b|\bstatus\s+post\b|\bs/p\b|\bresected\b|\bresection\b|\bpost-?\s?(?:operative|surgical)\b",
     _I)
+# A historical cue covers the mentions after it up to one of these: what follows is current ("status post
+# hepatectomy with a new 2 cm lesion").
+_HISTORY_STOP = re.compile(r"\bwith\s+(?:a|an)\b|\bnew\b|\bnow\b|\brecurren\w*|\bresidual\b|\bremaining\b"
+                           r"|\bthere\s+(?:is|are)\b|\bcurrently\b|\bdeveloped\b", _I)
+# A historical cue after the mention: "the lesion was resected".
+_HISTORY_AFTER = re.compile(r"^[^,;]{0,40}?\b(?:(?:was|were|has\s+been|have\s+been)\s+(?:resected|removed|excised)"
+                            r"|(?:resected|removed|excised)\s+in\s+\d{4})\b", _I)
 
 _UNCERTAIN = re.compile(
     r"\bindeterminate\b|\btoo\s+small\s+to\s+(?:\w+\s+)?characteri[sz]e\b|\bTSTC\b"
@@ -214,11 +238,15 @@ _UNCERTAIN = re.compile(
     r"|\b(?:can(?:not|'t|\s+not)|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+"
     r"|definitively\s+|reliably\s+)?(?:exclude[ds]?|rule[ds]?\s+out)\b"
     r"|\bnot\s+(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+|definitively\s+)?(?:excluded|ruled\s+out)\b"
+    r"|\b(?:not|without)\s+excluding\b"
     r"|\b(?:may|might|could)\s+(?:also\s+)?(?:represent|be|reflect)\b",
     _I)
 
-_PSEUDO_NEG = (r"(?!\s+(?:significant\s+|interval\s+|appreciable\s+|definite\s+)?"
-               r"(?:change|changes|increase|decrease|growth|enlargement|progression)\b)")
+# "no change", "without enhancement", "no septations", "not excluding": the lesion is not negated, a property is.
+_PSEUDO_NEG = (r"(?!\s+(?:significant\s+|interval\s+|appreciable\s+|definite\s+|internal\s+|suspicious\s+"
+               r"|evidence\s+of\s+(?:interval\s+)?|(?:any\s+)?)"
+               r"(?:change|changes|increase|decrease|growth|enlargement|progression|enhancement|septations?"
+               r"|septal|calcifications?|wall\s+thickening|thickened\s+wall|solid\s+components?|excluding)\b)")
 _PRE_NEG = re.compile(
     rf"\bno\b(?!\s+longer\b){_PSEUDO_NEG}|\bnot\b{_PSEUDO_NEG}|\bwithout\b{_PSEUDO_NEG}|\bnegative\s+for\b"
     r"|\bfree\s+of\b|\babsence\s+of\b|\bneither\b|\bnor\b|\bnone\s+of\b",
@@ -227,7 +255,8 @@ _POST_NEG = re.compile(
     r"\b(?:not|no\s+longer)\s+(?:been\s+)?(?:seen|identified|visuali[sz]ed|visible|present|demonstrated|detected"
     r"|appreciated|evident|apparent|noted)\b|\bresolved\b|\bruled\s+out\b|\bexcluded\b|\babsent\b|\bnone\b",
     _I)
-_NEG_STOP = re.compile(r"\bwith\s+(?:a|an)\b|\bwith\s+(?=\d)|\bthere\s+(?:is|are)\b", _I)
+_NEG_STOP = re.compile(r"\bwith\s+(?:a|an)\b|\bwith\s+(?=\d)|\bthere\s+(?:is|are)\b"
+                       r"|(?:,|\band\b)[^,;]*?\b(?:has|have|contains?|shows?|demonstrates?|reveals?|harbou?rs?)\b", _I)
 
 # --------------------------------------------------------------------------- sizes
 
@@ -268,8 +297,8 @@ _SECTION_SKIP = {"history", "indication", "indications", "reason", "technique", 
 _SECTION_FILLER = {"and", "the", "of", "right", "left", "for", "glands", "gland", "&", "or", "to", "with", "ureter",
                    "collecting", "system", "systems", "structures", "genitourinary", "partially", "visualized",
                    "imaged", "included", "exam", "examination", "a"}
-_HEADER_RE = re.compile(r"(?:^|(?<=[.:;\n]))[ \t]*(?:[-*\u2022]\s*|\d+[.)]\s+)?(?P<label>[A-Za-z][A-Za-z /,&()-]{0,48}?)\s*:",
-                        re.M)
+_HEADER_RE = re.compile(
+    r"(?:^|(?<=[.:;\n]))[ \t]*(?:[-*\u2022]\s*|\d+[.)]\s+)?(?P<label>[A-Za-z][A-Za-z /,&()-]{0,48}?)\s*:", re.M)
 
 
 @dataclass
@@ -376,11 +405,22 @@ def _clauses(sentence: str):
 # --------------------------------------------------------------------------- per clause
 
 
+_OF_WHAT = re.compile(
+    r"^\s+of\s+(?:the\s+|a\s+|an\s+)?(?:(?:left|right|upper|lower|middle|mid)\s+)*([a-z]+)(\s+[a-z]+)?", _I)
+
+
 def _organ_words(clause: str):
     words = []
     for rx, organ, kind in _ORGAN_RES:
         for m in rx.finditer(clause):
+            if kind == "loc":
+                # "the left lobe of the lung", "the head of the epididymis": a location of another organ
+                # (only a named organ: "segment 8 of uncertain significance" stays hepatic)
+                of = _OF_WHAT.match(clause[m.end():])
+                if of and any(o == "other" and r.search(of.group(0)) for r, o, _ in _ORGAN_RES):
+                    organ, kind = "other", "noun"
             words.append(_Word(m.start(), m.end(), organ, kind))
+            organ, kind = next((o, k) for r, o, k in _ORGAN_RES if r is rx)
     # Overlaps: keep the longest (e.g. "hepatic flexure" over "hepatic"), then the earliest.
     words.sort(key=lambda w: (-(w.end - w.start), w.start))
     kept = []
@@ -396,7 +436,8 @@ def _lesions(clause: str):
         if _NOT_LESION_BEFORE.search(clause[:m.start()]):
             continue
         implied = next((organ for rx, organ in _IMPLIED_ORGAN if rx.fullmatch(m.group(0))), None)
-        out.append((m.start(), m.end(), m.group(0), m.group("generic") is not None, implied))
+        weak = next((organ for rx, organ in _WEAK_IMPLIED if rx.fullmatch(m.group(0))), None)
+        out.append((m.start(), m.end(), m.group(0), m.group("generic") is not None, implied, weak))
     return out
 
 
@@ -423,6 +464,15 @@ def _sizes(clause: str):
         if values:
             out.append((m.start(), m.end(), round(max(values), 1)))
     return out
+
+
+def _historical(clause: str, start: int, end: int) -> bool:
+    """Is the mention at ``clause[start:end]`` a past tumour ("history of RCC", "the resected metastasis",
+    "the lesion was resected"), and not a current one named after the cue ("s/p hepatectomy with a new lesion")?"""
+    for m in _HISTORICAL.finditer(clause):
+        if m.end() <= start and not _HISTORY_STOP.search(clause[m.end():start]):
+            return True
+    return bool(_HISTORY_AFTER.match(clause[end:]))
 
 
 def _in_spans(pos: int, spans) -> bool:
@@ -460,7 +510,30 @@ def _group(clause, words, index):
     return {w.organ for w in words[lo:hi + 1]}
 
 
-def _attribute(clause, start, end, implied, words, section_organs, context):
+# Words after "lesion in the ..." that keep the sentence on the organ being described (no other site).
+_SAME_ORGAN_PLACES = {
+    "segment", "segments", "lobe", "lobes", "dome", "hilum", "hilar", "sinus", "cortex", "medulla", "parenchyma",
+    "pole", "poles", "head", "neck", "body", "tail", "uncinate", "process", "region", "portion", "aspect", "margin",
+    "periphery", "capsule", "surface", "side", "part", "area", "interpolar", "midpole", "subcapsular", "collecting",
+    "pelvis", "bed", "duct", "ducts", "same", "other", "phase", "image", "images", "series", "slice", "study",
+    "setting", "interval", "arterial", "portal", "venous", "delayed", "size", "range", "centre", "center",
+    "junction", "vicinity", "location", "site", "organ", "gland", "caudate", "quadrate", "bare", "porta",
+    "gallbladder", "fossa", "ligament", "falciform", "cyst", "lesion", "mass",
+}
+_PLACE_AFTER = re.compile(
+    r"^[\s,]*(?:is\s+|are\s+)?(?:(?:seen|noted|present|identified|located)\s+)?(?:in|within|at|involving|inside|on)\s+"
+    r"(?:the\s+|a\s+|an\s+)?(?:(?:right|left|upper|lower|mid|posterior|anterior|medial|lateral|inferior|superior"
+    r"|distal|proximal|central|deep|superficial|small|large)\s+)*([a-z]+)", _I)
+
+
+def _unlisted_site(clause: str, end: int) -> bool:
+    """Does the mention at ``clause[:end]`` name a site of its own that no organ word covers
+    ("lesions in the right inguinal canal")?  Then context from earlier sentences does not apply."""
+    m = _PLACE_AFTER.match(clause[end:])
+    return bool(m) and m.group(1).lower() not in _SAME_ORGAN_PLACES
+
+
+def _attribute(clause, start, end, implied, words, section_organs, context, weak=None):
     if implied:
         return {implied}
     explicit = [i for i, w in enumerate(words) if w.kind != "loc"]
@@ -484,6 +557,8 @@ def _attribute(clause, start, end, implied, words, section_organs, context):
         i = preceding(explicit)
     if i is not None:
         return _group(clause, words, i)
+    if weak:
+        return {weak}
     if section_organs:
         return set(section_organs)
     i = following_locative(loc)
@@ -491,7 +566,7 @@ def _attribute(clause, start, end, implied, words, section_organs, context):
         i = preceding(loc)
     if i is not None:
         return {words[i].organ}
-    if context:
+    if context and not _unlisted_site(clause, end):
         return set(context)
     after = [i for i in explicit if words[i].start >= end]
     if after:
@@ -509,21 +584,24 @@ def extract_mentions(text: str) -> list:
             context = set(section_organs)
             carry = []  # mentions that a following size-only clause belongs to
             for sentence in _sentences(paragraph):
-                for clause in _clauses(sentence):
+                clauses = _clauses(sentence)
+                for ci, clause in enumerate(clauses):
                     words = _organ_words(clause)
                     lesions = _lesions(clause)
                     sizes = _sizes(clause)
                     masked = [(m.start(), m.end()) for m in _UNCERTAIN.finditer(clause)]
                     uncertain = bool(masked)
-                    historical = bool(_HISTORICAL.search(clause))
                     explains_all = bool(_EXPLAINS_ALL.search(clause))
-                    explains_generic = bool(_EXPLAINS_GENERIC.search(clause))
+                    # An explanation may follow as an apposition: "hypodensity in the liver, a perfusion anomaly".
+                    follower = clauses[ci + 1] if ci + 1 < len(clauses) else ""
+                    explains_generic = bool(_EXPLAINS_GENERIC.search(clause)) or (
+                        bool(_EXPLAINS_GENERIC.search(follower)) and not _lesions(follower))
                     here = []
-                    for start, end, word, generic, implied in lesions:
-                        organs = _attribute(clause, start, end, implied, words, section_organs, context)
+                    for start, end, word, generic, implied, weak in lesions:
+                        organs = _attribute(clause, start, end, implied, words, section_organs, context, weak)
                         if explains_all or (generic and explains_generic):
                             status = "not_tumour"
-                        elif historical:
+                        elif _historical(clause, start, end):
                             status = "historical"
                         elif _negated(clause, start, end, masked):
                             status = "negated"
