@@ -210,7 +210,7 @@ def test_rule_extractor_agrees_with_the_report_command(simple_case, tmp_path):
     findings = run_report(simple_case, tmp_path / "out").to_dict()
     labels = extract_labels((tmp_path / "out" / "report.txt").read_text())
     for organ in ORGANS:
-        sizes = [l["longest_diameter_mm"] for l in findings["lesions"] if l["organ"] == organ]
+        sizes = [les["longest_diameter_mm"] for les in findings["lesions"] if les["organ"] == organ]
         if sizes:
             assert labels[organ]["tumor"] == "yes"
             assert labels[organ]["largest_mm"] == pytest.approx(max(sizes), abs=1.0)

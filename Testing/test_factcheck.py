@@ -32,7 +32,7 @@ def cm(mm: float) -> str:
 
 def values(f: dict) -> dict:
     """Display strings of the staging phantom's facts, checked against the layout the texts assume."""
-    les = {l["id"]: l for l in f["lesions"]}
+    les = {les["id"]: les for les in f["lesions"]}
     l1, l2, pdac = les["liver_lesion_1"], les["liver_lesion_2"], les["pancreatic_pdac_1"]
     cyst, kl = les["kidney_cyst_1"], les["kidney_lesion_1"]
     assert set(l1["location"]["couinaud"]) == {"S7", "S8"} and l2["location"]["couinaud"][0] == "S4a"
@@ -43,8 +43,8 @@ def values(f: dict) -> dict:
     assert not (deg["SMA"] or deg["CA"] or deg["aorta"] or deg["IVC"])
     assert (cyst["side"], cyst["location"]["kidney_pole"]) == ("right", "upper")
     assert (kl["side"], kl["location"]["kidney_pole"], kl["attenuation"]) == ("left", "interpolar", "iso")
-    size = lambda l: f"{cm(l['longest_diameter_mm'])} x {cm(l['perpendicular_diameter_mm'])} cm"  # noqa: E731
-    mm = lambda l: f"{l['longest_diameter_mm']:.0f} x {l['perpendicular_diameter_mm']:.0f} mm"  # noqa: E731
+    size = lambda les: f"{cm(l['longest_diameter_mm'])} x {cm(l['perpendicular_diameter_mm'])} cm"  # noqa: E731
+    mm = lambda les: f"{l['longest_diameter_mm']:.0f} x {l['perpendicular_diameter_mm']:.0f} mm"  # noqa: E731
     o = f["organs"]
     return {
         "L1": size(l1), "L2": size(l2), "P": size(pdac), "C": size(cyst), "K": size(kl),
@@ -357,7 +357,7 @@ def test_two_staged_lesions_and_a_missing_sma_pass_their_own_report():
 
     p = build_phantom(size="small", lesions=staging_lesions() + [LesionSpec("pancreatic_tumor", (30, 10, 14), (6., 5., 6.))])
     f = Engine(Case.from_arrays("F", p.affine, p.masks, ct=p.ct), "venous").compute().to_dict()
-    pv = sorted(l["vessel_contact_deg"]["PV"] for l in f["lesions"] if l["organ"] == "pancreas")
+    pv = sorted(les["vessel_contact_deg"]["PV"] for les in f["lesions"] if les["organ"] == "pancreas")
     assert 0 < pv[0] <= 180 < pv[1]  # one abutment, one encasement of the same vessel
     r = check_narrative(render_text(f), f)
     assert r.ok, r.errors

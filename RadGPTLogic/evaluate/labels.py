@@ -137,7 +137,7 @@ _ORGAN_PATTERNS = [
     (r"\b(?:right|left)\s+(?:hepatic\s+)?lobe\b", "liver", "loc"),
     # pancreas
     (r"\bpancreas\b", "pancreas", "noun"),
-    (r"\bpancreat(?:ic|itis|o[a-z]*)\b", "pancreas", "adj"),
+    (r"\bpancreat(?:ic|itis|ico[a-z]*|o[a-z]*)\b", "pancreas", "adj"),
     (r"\b(?:PDACs?|PNETs?|IPMNs?|insulinomas?|gastrinomas?)\b", "pancreas", "adj"),
     (r"\buncinate(?:\s+process)?\b", "pancreas", "loc"),
     (r"(?<!femoral )(?<!humeral )\bhead\b", "pancreas", "loc"),

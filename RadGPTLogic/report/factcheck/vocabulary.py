@@ -27,10 +27,12 @@ OTHER_VESSELS = (r"\b(?:splenic|renal|hepatic|gastroduodenal|mesenteric|gonadal|
                  r" (?:veins?|arter(?:y|ies)|vessels?)\b|\bsplenoportal\b|\bportomesenteric\b|\bGDA\b")
 
 ORGAN_WORDS = [
-    ("liver", r"\b(?:liver|hepatic|hepato\w*|couinaud|caudate)\b|\bsegments? (?:S?[1-8]|[IVX]{1,4})\b"),
+    ("liver", r"\b(?:liver|hepatic|hepato\w*|couinaud|caudate|HCC)\b|\bsegments? (?:S?[1-8]|[IVX]{1,4})\b"),
     ("spleen", r"\b(?:spleen|splenic|splenomegaly|splenule)\b"),
-    ("pancreas", r"\b(?:pancreas|pancreatic|pancreatico\w*|uncinate|PDAC|PNET|ampull\w*)\b"),
-    ("kidney", r"\b(?:kidneys?|renal|nephro\w*|bosniak|interpolar)\b|\b(?:upper|lower|superior|inferior) poles?\b"),
+    ("pancreas", r"\b(?:pancreas|pancreatic|pancreatitis|pancreatico\w*|uncinate|PDAC|PNET|IPMN|insulinoma"
+                 r"|ampull\w*)\b"),
+    ("kidney", r"\b(?:kidneys?|renal|nephr\w*|bosniak|interpolar|RCC|angiomyolipoma|oncocytoma|(?:para|peri)pelvic)\b"
+               r"|\b(?:upper|lower|superior|inferior) poles?\b|\b(?-i:AML|ANL)\b"),
     ("gall_bladder", r"\b(?:gall ?bladder|cholecyst\w*|biliary|bile ducts?|CBD)\b"),
     ("adrenal", r"\badrenals?(?: glands?)?\b"),
     ("stomach", r"\b(?:stomach|gastric)\b"),
@@ -77,7 +79,7 @@ LESION_NOUN = re.compile(
     r"\b(lesions?|mass(?:es)?|tumou?rs?|cysts?|cystic|nodules?|foc(?:us|i)|hypodensit(?:y|ies)"
     r"|neoplasms?|carcinomas?|adenocarcinomas?|malignanc(?:y|ies)|cancers?|PDAC|PNET"
     r"|neuroendocrine|metastas[ie]s|metastatic|h(?:a)?emangiomas?|HCC|hepatomas?|cholangiocarcinomas?"
-    r"|RCC|angiomyolipomas?|adenomas?|abscess(?:es)?|FNH)\b", re.I)
+    r"|RCC|angiomyolipomas?|(?-i:AMLs?|ANLs?)|adenomas?|abscess(?:es)?|FNH)\b", re.I)
 DIAGNOSIS_WORDS = re.compile(
     r"\b(h(?:a)?emangiomas?|HCC|hepatocellular carcinoma|hepatomas?"
     r"|cholangiocarcinomas?|RCC|renal cell carcinoma|angiomyolipomas?|adenomas?|abscess(?:es)?|FNH"
