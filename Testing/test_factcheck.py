@@ -43,8 +43,8 @@ def values(f: dict) -> dict:
     assert not (deg["SMA"] or deg["CA"] or deg["aorta"] or deg["IVC"])
     assert (cyst["side"], cyst["location"]["kidney_pole"]) == ("right", "upper")
     assert (kl["side"], kl["location"]["kidney_pole"], kl["attenuation"]) == ("left", "interpolar", "iso")
-    size = lambda les: f"{cm(l['longest_diameter_mm'])} x {cm(l['perpendicular_diameter_mm'])} cm"  # noqa: E731
-    mm = lambda les: f"{l['longest_diameter_mm']:.0f} x {l['perpendicular_diameter_mm']:.0f} mm"  # noqa: E731
+    size = lambda les: f"{cm(les['longest_diameter_mm'])} x {cm(les['perpendicular_diameter_mm'])} cm"  # noqa: E731
+    mm = lambda les: f"{les['longest_diameter_mm']:.0f} x {les['perpendicular_diameter_mm']:.0f} mm"  # noqa: E731
     o = f["organs"]
     return {
         "L1": size(l1), "L2": size(l2), "P": size(pdac), "C": size(cyst), "K": size(kl),
