@@ -15,7 +15,14 @@ from RadGPTLogic.evaluate import ORGANS
 from RadGPTLogic.evaluate.evaluate_cli import register, run_evaluate
 from RadGPTLogic.evaluate.labels import extract_labels, extract_mentions, parse_size_mm
 from RadGPTLogic.evaluate.llm_labels import RETRY_PROMPT, llm_extract_labels, parse_llm_labels
-from RadGPTLogic.evaluate.metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown, wilson_interval
+from RadGPTLogic.evaluate.metrics import (
+    compute_metrics,
+    labels_csv,
+    metrics_csv,
+    metrics_markdown,
+    paper_table,
+    wilson_interval,
+)
 from RadGPTLogic.llm.client import LLMConfig
 
 from llm_server import ScriptedLLMServer
@@ -329,6 +336,16 @@ def test_metrics_outputs():
     md = metrics_markdown(rows)
     assert "| Liver | all | 4 / 3 | 75.0% (30.1-95.4) [3/4] | 66.7% (20.8-93.9) [2/3] | 75.0% (30.1-95.4) [3/4] |" in md
     assert "n/a (0/0)" in md and "Liver: 2 excluded as uncertain; 1 without a label" in md
+    # The RadGPT paper's layout: an organ per row, sensitivity and specificity per size, the specificity note inside.
+    paper = paper_table(rows).splitlines()
+    assert paper[0].count("|") == 6 and "Tumour <= 2 cm: sensitivity" in paper[0] and "Tumour > 2 cm" in paper[0]
+    assert paper[0].count("all tumour-free cases, the same in both sizes") == 2
+    assert [line.split("|")[1].strip() for line in paper[2:]] == ["Liver", "Kidney", "Pancreas"]
+    small, large = _row(rows, "liver", "<= 20 mm"), _row(rows, "liver", "> 20 mm")
+    cells = [c.strip() for c in paper[2].split("|")[2:6]]
+    assert cells[0].endswith(f"[{small.tp}/{small.tp + small.fn}]") and cells[2].endswith(f"[{large.tp}/{large.tp + large.fn}]")
+    assert cells[1] == cells[3] == "66.7% (20.8-93.9) [2/3]"
+    assert paper_table(compute_metrics(PRED, TRUTH, threshold_mm=15), 15).count("Tumour <= 15 mm") == 2
     lab = list(csv.DictReader(io.StringIO(labels_csv(PRED, notes={"j": "LLM error"}))))
     assert lab[0] == {"case_id": "a", "liver": "yes", "liver_mm": "12", "pancreas": "no", "pancreas_mm": "",
                       "kidney": "no", "kidney_mm": "", "note": ""}
@@ -477,6 +494,10 @@ def test_cli_end_to_end_on_report_csvs(tmp_path, capsys):
     assert "| Liver | all | 2 / 2 | 50.0% (9.5-90.5) [1/2] | 100.0% (34.2-100.0) [2/2] | 100.0% (20.7-100.0) [1/1] |" \
         in captured.out
     assert "|  | <= 20 mm | 1 / 2 | 0.0% (0.0-79.3) [0/1] |" in captured.out
+    # first the paper's table: liver <= 2 cm misses c2, > 2 cm finds c1, specificity 2/2 in both
+    assert "| Liver | 0.0% (0.0-79.3) [0/1] | 100.0% (34.2-100.0) [2/2] | 100.0% (20.7-100.0) [1/1] | " \
+        "100.0% (34.2-100.0) [2/2] |" in captured.out
+    assert captured.out.index("| Liver | 0.0%") < captured.out.index("| Liver | all |")
     # Pancreas: c3 is uncertain in the prediction: left out by default.
     assert "| Pancreas | all | 0 / 3 | n/a (0/0) |" in captured.out and "Pancreas: 1 excluded as uncertain" in captured.out
     assert "only in PRED" in captured.err and "c5" in captured.err and "c6" in captured.err

@@ -260,7 +260,7 @@ def run_evaluate(pred, truth, extractor: str = "rules", uncertain: str = "exclud
                  warn=None) -> EvaluationResult:
     """Read both sides, label them, compute the metrics and (with ``out``) write the files atomically."""
     from ..errors import InputError
-    from .metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown
+    from .metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown, paper_table
 
     warn = warn or (lambda line: None)
     p_side = read_side(pred, report_file, warn)
@@ -284,7 +284,8 @@ def run_evaluate(pred, truth, extractor: str = "rules", uncertain: str = "exclud
         warn(f"{name} {case}: no labels ({reason}); left out")
     rows = compute_metrics(pred_labels, truth_labels, uncertain=uncertain, threshold_mm=threshold_mm)
     title = f"Tumour detection: {len(common)} case(s), labels by {'LLM' if extractor == 'llm' else 'rules'}"
-    md = metrics_markdown(rows, uncertain=uncertain, threshold_mm=threshold_mm, title=title)
+    md = (f"### {title}: sensitivity and specificity by tumour size\n\n" + paper_table(rows, threshold_mm) + "\n"
+          + metrics_markdown(rows, uncertain=uncertain, threshold_mm=threshold_mm, title="All strata, with PPV"))
     files = {
         "metrics.csv": metrics_csv(rows),
         "metrics.md": md,
