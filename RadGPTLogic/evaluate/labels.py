@@ -5,6 +5,15 @@ kidney), ``{"tumor": "yes" | "no" | "uncertain", "largest_mm": float | None}``.
 ``extract_mentions(text)`` returns the evidence (every lesion mention with its organs,
 status and sizes) for debugging a label.  Deterministic, pure Python, no network.
 
+**Independent of the fact checker, on purpose.**  This labeller has its own text
+parser (sentences, clauses, negation, sizes) instead of sharing the fact checker's
+(:mod:`RadGPTLogic.report.factcheck`): it grades narratives that the checker has
+accepted, and an evaluator that shares the generator's parser would share its blind
+spots, so a misreading in one would be invisible to the other.  What they must share
+is vocabulary (which words are lesions and which name an organ):
+``Testing/test_vocabulary_drift.py`` keeps the two vocabularies from drifting apart
+and lists the deliberate differences.  Measured accuracy: ``docs/EVALUATION.md``.
+
 The rules
 =========
 
@@ -34,8 +43,9 @@ neoplasm/neoplasia, metastasis/metastases/metastatic disease/mets, malignancy,
 cancer, any "...carcinoma" (HCC, RCC, PDAC, adenocarcinoma, cholangiocarcinoma),
 "...adenoma" (cystadenoma), "...sarcoma", lymphoma, hemangioma, focal nodular
 hyperplasia/FNH, angiomyolipoma, oncocytoma, IPMN, PNET, insulinoma, gastrinoma,
-hepatoma, Bosniak, and hypodensity/hyperdensity or a hypo-/hyper-/low-attenuating,
--dense or -enhancing focus/area/region.  Cysts count as tumour (as in RadGPT's
+hepatoma, Bosniak, AML/ANL (angiomyolipoma), "cystic disease", "cystic" as a head word
+("left kidney cystic, 2 cm"), and hypodensity/hyperdensity or a hypo-/hyper-/low-attenuating,
+-dense or -enhancing focus/area/region/shadow ("low-density shadow").  Cysts count as tumour (as in RadGPT's
 evaluation).  Not mentions: "mass effect", pseudocyst, regenerative/siderotic
 nodules.  Conditions that are not tumours (steatosis, cirrhosis, hydronephrosis,
 calculi/stones, pancreatitis, atrophy, enlargement) contain no lesion word, so they
@@ -43,26 +53,34 @@ never make a "yes".  A *generic* mention (lesion, nodule, hypodensity, focus, ar
 is dropped when its clause explains it as a non-tumour (focal fat, fatty
 infiltration/sparing, perfusion anomaly, THAD, shunt, artifact, partial volume,
 abscess, hematoma, infarct, scar, granuloma, biloma, seroma, lymphocele, fluid
-collection, calcification); any mention is dropped in a clause about polycystic
-kidney disease / PKD.
+collection, calcification, calculus/stone/nephrolithiasis, bone island), in its clause
+or in an apposition that follows ("hypodensity in the liver, a perfusion anomaly");
+any mention is dropped in a clause about polycystic kidney disease / PKD.
 
 **Status of a mention** (first that applies):
 
-1. *historical*: its clause says history of, h/o, status post, s/p, resected,
-   resection, post-operative/post-surgical (not a current tumour; ignored);
+1. *historical*: a cue (history of, h/o, status post, s/p, resected, resection,
+   post-operative/post-surgical) precedes it in its clause with nothing current in
+   between ("with a", "new", "now", "recurrent", "residual", "there is"), or "was
+   resected/removed" follows it (not a current tumour; ignored).  "Status post right
+   hepatectomy with a new 2 cm lesion" is a current lesion;
 2. *negated*: after a pre-negation in the same clause ("no", "not", "without",
    "negative for", "free of", "absence of", "neither", "nor", "none of", "no evidence
    of"; a list such as "no mass, cyst or stone" stays negated) unless a scope stop
-   comes between ("with a", "with an", "there is/are"), or before a post-negation
+   comes between ("with a", "with an", "there is/are", or a comma or "and" followed by
+   a verb of having: "not enlarged and contains a cyst", "Without hydronephrosis, the
+   kidney has a cyst"), or before a post-negation
    ("ruled out", "excluded", "resolved", "absent", "none", "not seen/identified/
    visualized/present/...", "no longer seen/visible").  Pseudo-negations are not
-   negations: "no (significant/interval) change/increase/decrease/growth/progression",
-   "without (significant/interval) change"; "not excluded"/"cannot be ruled out" are
+   negations: they deny a property of a lesion that is there: "no/without (significant/
+   interval/internal) change/increase/decrease/growth/progression/enhancement/septation/
+   calcification/wall thickening/solid component" ("no enhancement of the renal cyst"
+   is a cyst); "not excluded", "cannot be ruled out" and "not excluding" are
    uncertainty, not negation;
 3. *uncertain*: its clause holds an uncertainty cue: indeterminate, too small to
    characterize (TSTC), cannot be characterized, possible/possibly, questionable,
    equivocal, uncertain, unclear, suspected, cannot exclude / cannot be excluded /
-   cannot rule out / not excluded / difficult to exclude, may/might/could
+   cannot rule out / not excluded / not excluding / difficult to exclude, may/might/could
    represent/be/reflect.  "likely", "probable", "consistent with", "suspicious
    for", "concerning for" are *not* uncertainty (radiology usage: a positive call);
    "no definite mass" is a negation;
@@ -74,10 +92,13 @@ intrahepatic, hepato-, HCC/hepatoma, Couinaud segment N / S7, caudate or right/l
 uncinate, head, tail; kidney: kidney(s), renal (not renal artery/vein), nephr-, RCC,
 Bosniak, angiomyolipoma, oncocytoma, upper/lower/mid pole, interpolar; "other":
 spleen, adrenal, gallbladder, biliary, bowel, stomach, lung, bone, lymph node,
-ovary, bladder, peritoneum, ...).  Segment/lobe/head/tail/pole are *location* words,
-weaker than explicit organ words.  In order:
+ovary, bladder, peritoneum, thyroid, testis, epididymis, groin, ...).
+Segment/lobe/head/tail/pole are *location* words, weaker than explicit organ words; a
+location word followed by "of (the) <another organ>" ("the left lobe of the lung", "the
+head of the epididymis", "the upper pole of the testis") belongs to that organ.  In order:
 
 1. a tumour type that names its organ (HCC -> liver, PDAC -> pancreas, RCC -> kidney);
+   AML/ANL name the kidney only when no explicit organ word does (after step 3);
 2. the nearest following explicit organ word introduced by a locative preposition
    ("mass *in the* pancreatic tail", "lesion *of the* liver");
 3. the nearest preceding explicit organ word ("pancreatic head mass", "the liver
@@ -85,7 +106,9 @@ weaker than explicit organ words.  In order:
 4. the section's organ (target or other);
 5. location words (following with a preposition, else preceding: "segment 7 lesion");
 6. the context: the organs named last in the same paragraph (previous clauses or
-   sentences), so "The pancreas is atrophic. A 2 cm cyst is seen." is pancreatic;
+   sentences), so "The pancreas is atrophic. A 2 cm cyst is seen." is pancreatic, unless
+   the mention names a site of its own that is no place in an organ ("The liver is
+   normal. Fatty density lesions in the right inguinal canal." is not hepatic);
 7. any following explicit organ word.
 
 An organ word in a coordinated list ("liver, pancreas or kidneys", "liver or

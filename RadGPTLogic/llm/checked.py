@@ -88,15 +88,16 @@ class CheckedJob:
         self.status, self.reason, self.reason_detail = "fallback", reason, " ".join(detail.split())
 
 
-def answer_tokens(budget: Budget, basis: str) -> tuple:
-    """(least, wanted) ``max_tokens`` for an answer rewriting ``basis``."""
+def answer_tokens(budget: Budget, basis: str, cap: int | None = None) -> tuple:
+    """(least, wanted) ``max_tokens`` for an answer rewriting ``basis``, both at most ``cap``."""
     base = budget.counter.count(basis)
-    return max(MIN_ANSWER_TOKENS // 2, base), max(MIN_ANSWER_TOKENS, math.ceil(ANSWER_FACTOR * base))
+    least, wanted = max(MIN_ANSWER_TOKENS // 2, base), max(MIN_ANSWER_TOKENS, math.ceil(ANSWER_FACTOR * base))
+    return (least, wanted) if not cap else (min(least, cap), min(wanted, cap))
 
 
-def _fit(job: CheckedJob, budget: Budget, errors: list | None) -> tuple:
+def _fit(job: CheckedJob, budget: Budget, errors: list | None, cap: int | None = None) -> tuple:
     """(variant index, messages, prompt tokens, max_tokens) of the richest variant that fits, or None."""
-    least, wanted = answer_tokens(budget, job.answer_basis)
+    least, wanted = answer_tokens(budget, job.answer_basis, cap)
     for i, messages in enumerate(job.variants(errors)):
         room = budget.room(messages)
         if room >= least:
@@ -110,7 +111,7 @@ def run_job(config: LLMConfig, job: CheckedJob, budget: Budget, max_tries: int =
     answered = refits = 0
     while answered < max_tries:
         attempt = len(job.attempts) + 1
-        fit = _fit(job, budget, errors)
+        fit = _fit(job, budget, errors, config.max_answer_tokens)
         if fit is None:
             job.finish("context_too_small", f"no prompt fits the model's context window of {budget.context_tokens} "
                                             "tokens with room for the answer")

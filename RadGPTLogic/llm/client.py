@@ -13,7 +13,7 @@ Configuration, first match wins for each field:
 3. a JSON config file: the ``config_file`` argument, else ``RADGPT_LLM_CONFIG``, else
    ``~/.config/radgpt/llm.json``, with keys ``base_url``, ``model``, ``api_key``,
    ``timeout_s``, ``max_retries``, ``max_concurrency``, ``context_tokens``,
-   ``min_tokens_per_s``.
+   ``min_tokens_per_s``, ``max_answer_tokens``.
 
 Without a model name the first model the server lists (``/v1/models``) is used.
 
@@ -65,6 +65,8 @@ class LLMConfig:
     answer's own time (``max_tokens / min_tokens_per_s``) is added.  ``max_retries``:
     the openai client's retries per request.  ``context_tokens``: the model's context
     window when the server does not report one (see :mod:`.budget`; None = 8192).
+    ``max_answer_tokens``: a cap on every answer's ``max_tokens`` on top of the one that
+    follows from the report's length (for slow models).
     """
 
     base_url: str
@@ -76,6 +78,7 @@ class LLMConfig:
     temperature: float = 0.0
     context_tokens: int | None = None
     min_tokens_per_s: float = 2.0
+    max_answer_tokens: int | None = None
 
     def request_timeout_s(self, max_tokens: int | None) -> float:
         """The timeout of one request whose answer may be ``max_tokens`` long."""
@@ -106,7 +109,7 @@ class Request:
 
 
 def load_config(base_url=None, model=None, api_key=None, config_file=None, timeout_s=None, context_tokens=None,
-                env=None) -> LLMConfig | None:
+                env=None, max_answer_tokens=None) -> LLMConfig | None:
     """Merge arguments, environment and config file; None when no endpoint is configured."""
     env = os.environ if env is None else env
     file_values = {}
@@ -143,6 +146,8 @@ def load_config(base_url=None, model=None, api_key=None, config_file=None, timeo
         "max_retries": file_values.get("max_retries"),
         "max_concurrency": file_values.get("max_concurrency"),
         "min_tokens_per_s": file_values.get("min_tokens_per_s"),
+        "max_answer_tokens": max_answer_tokens if max_answer_tokens is not None
+        else file_values.get("max_answer_tokens"),
     }
     values = {k: v for k, v in values.items() if v is not None}
     source = str(path) if file_values else "the LLM settings"
@@ -150,7 +155,7 @@ def load_config(base_url=None, model=None, api_key=None, config_file=None, timeo
         for key in ("timeout_s", "min_tokens_per_s"):
             if key in values:
                 values[key] = float(values[key])
-        for key in ("max_retries", "max_concurrency", "context_tokens"):
+        for key in ("max_retries", "max_concurrency", "context_tokens", "max_answer_tokens"):
             if key in values:
                 values[key] = int(values[key])
     except (TypeError, ValueError) as exc:

@@ -4,14 +4,22 @@
 (and ``report.txt``), picks the few-shot example reports closest to the case's
 diagnoses, asks the configured OpenAI-compatible endpoint for a narrative in the
 examples' style and layout, and checks the answer against findings.json with
-:mod:`.factcheck`.  A failed check is sent back to the model with the errors
-listed (at most ``max_tries`` tries); if every try fails, the structured report
-stays the narrative-of-record.  Writes, atomically:
+:mod:`.factcheck`.  Every prompt is fitted to the model's context window
+(:mod:`RadGPTLogic.llm.budget`: examples are dropped until it fits, then the compact
+facts replace the structured report) and every request caps its answer with
+``max_tokens`` (twice the structured report's tokens at most).  A failed check is
+answered with a fresh prompt that lists the errors, never with the failed answer
+itself (at most ``max_tries`` answers; :mod:`RadGPTLogic.llm.checked`).  Whatever
+happens (fact check failed, answer cut off or empty, prompt too long, server errors
+or timeouts after the client's retries, no server at all), the case ends with its
+files written, atomically:
 
 * ``OUT_DIR/narrative.txt``: the accepted narrative, or the structured report under
-  a header line saying that the LLM narrative failed the fact check;
-* ``OUT_DIR/narrative_check.json``: every attempt (text, errors), the final status,
-  the model and the example reports used.
+  a header line saying why no LLM narrative was accepted;
+* ``OUT_DIR/narrative_check.json``: ``status`` (``accepted`` / ``fallback``),
+  ``reason`` and ``reason_detail`` of a fallback, every try (prompt tokens,
+  ``max_tokens``, finish reason, text, errors or the LLM error), the context window
+  and how it was learnt, the model and the example reports used.
 
 Example reports come from ``--examples`` (a .txt/.md file with one or several
 reports separated by a line ``---``, a folder of such files, or a CSV with a

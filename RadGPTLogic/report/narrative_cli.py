@@ -33,6 +33,8 @@ def _llm_options(p: argparse.ArgumentParser) -> None:
                         "own time (max_tokens / min_tokens_per_s) is added")
     g.add_argument("--context-tokens", type=int, metavar="N",
                    help="the model's context window when the server does not report one (default 8192)")
+    g.add_argument("--max-answer-tokens", type=int, metavar="N",
+                   help="cap every answer at N tokens (default: twice the report's length; for slow models)")
     g.add_argument("--max-tries", type=int, default=3, help="answers per report before falling back (default 3)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
@@ -49,7 +51,10 @@ def _config(args):
         raise InputError(None, f"--timeout must be positive (got {args.timeout})")
     if args.context_tokens is not None and args.context_tokens < 256:
         raise InputError(None, f"--context-tokens must be at least 256 (got {args.context_tokens})")
-    config = load_config(args.base_url, args.model, args.api_key, args.config, args.timeout, args.context_tokens)
+    if args.max_answer_tokens is not None and args.max_answer_tokens < 16:
+        raise InputError(None, f"--max-answer-tokens must be at least 16 (got {args.max_answer_tokens})")
+    config = load_config(args.base_url, args.model, args.api_key, args.config, args.timeout, args.context_tokens,
+                         max_answer_tokens=args.max_answer_tokens)
     if config is None:
         raise InputError(None, NO_ENDPOINT)
     try:
