@@ -153,9 +153,9 @@ def test_window_and_counter_without_server_support():
         cfg = probe_budget(LLMConfig(base_url=srv.url, model=srv.model, context_tokens=3000))
         assert (cfg.context_tokens, cfg.source) == (3000, "config")
     counter = TokenCounter()
-    assert counter.count("x" * 100) == 40  # 2.5 characters per token
+    assert counter.count("x" * 220) == 100  # 2.2 characters per token
     budget = Budget(1000, "default", counter)
-    messages = [{"role": "user", "content": "x" * 250}]
-    assert budget.prompt_tokens(messages) == 100 + 16 and budget.room(messages) == 1000 - 116 - 32
+    messages = [{"role": "user", "content": "x" * 440}]
+    assert budget.prompt_tokens(messages) == 200 + 16 and budget.room(messages) == 1000 - 216 - 32
     assert budget.learn_window(500) and (budget.context_tokens, budget.source) == (500, "server_error")
     assert not budget.learn_window(900) and budget.context_tokens == 500
