@@ -1,6 +1,9 @@
-"""Case: one CT (optional) and its structure masks on one grid, loaded once.
+"""Case: one CT (optional) and its structure masks on one grid, the engine's input.
 
-Everything is held in the canonical RAS frame (see :mod:`RadGPTLogic.io.nifti`):
+A pure data model: files are read and written by :mod:`RadGPTLogic.io`
+(:mod:`RadGPTLogic.io.casefolder` for case folders); this module imports nothing
+from there.  Everything is held in the canonical RAS frame (see
+:mod:`RadGPTLogic.geometry`):
 array axis 0 -> patient Right, 1 -> Anterior, 2 -> Superior; ``affine`` maps voxel
 indices to RAS millimetres.  Each mask is kept only as its bounding-box crop
 (:class:`Crop`), so a full-size case with thirty structures fits in a few hundred
@@ -10,27 +13,14 @@ MB, and all later work runs on small arrays.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from . import vocabulary as vocab
 from .errors import InputError
-from .io.nifti import (
-    GRID_TOLERANCE_MM,
-    Volume,
-    canonical_affine,
-    canonical_orientation,
-    grid_deviation_mm,
-    read_nifti,
-    source_index_of_canonical_k,
-    to_canonical,
-)
-
-MASK_SUFFIXES = (".nii.gz", ".nii")
+from .geometry import canonical_affine, canonical_orientation, source_index_of_canonical_k, to_canonical
 
 
 @dataclass(frozen=True)
@@ -121,32 +111,28 @@ def bounding_box(arr: np.ndarray):
     return (slice(i[0], i[-1] + 1), slice(j[0], j[-1] + 1), slice(k[0], k[-1] + 1))
 
 
-def _check_binary(path, arr: np.ndarray, slope: float, inter: float) -> None:
-    """Raise InputError unless every voxel of the (scaled) mask is 0 or 1."""
-    if arr.size == 0:
-        raise InputError(path, "mask is empty (zero voxels)")
-    if (slope, inter) != (1.0, 0.0):
-        lo, hi = float(arr.min()) * slope + inter, float(arr.max()) * slope + inter
-        values = np.unique(arr) * slope + inter
-        bad = values[(values != 0) & (values != 1)]
+def union_crops(crops, frame: "Crop | None" = None) -> Crop:
+    """Union of crops (one canonical frame).
+
+    Without ``frame`` the result is the bounding box of all of them (an empty crop
+    for none); with ``frame`` it is expressed in that crop's box, and only what
+    overlaps the frame counts.
+    """
+    full = [c for c in crops if not c.is_empty]
+    if frame is None:
+        if len(full) == 1:
+            return full[0]
+        if not full:
+            return Crop.empty()
+        lo = np.min([c.offset for c in full], axis=0)
+        hi = np.max([np.add(c.offset, c.shape) for c in full], axis=0)
+        offset, shape = tuple(int(x) for x in lo), tuple(int(x) for x in hi - lo)
     else:
-        if arr.dtype == bool:
-            return
-        lo, hi = arr.min(), arr.max()
-        if np.issubdtype(arr.dtype, np.integer) and lo >= 0 and hi <= 1:
-            return
-        bad = np.array([])
-        if not (lo >= 0 and hi <= 1):
-            bad = np.array([lo if not lo >= 0 else hi])
-        elif np.count_nonzero(arr) != np.count_nonzero(arr == 1):
-            frac = arr[(arr != 0) & (arr != 1)]
-            bad = frac[:1]
-    if bad.size:
-        raise InputError(
-            path,
-            f"mask is not binary: holds the value {bad.flat[0]:g} (range {float(lo):g}..{float(hi):g}); "
-            "a mask must hold only 0 and 1 (import a multi-label file with `radgpt import`)",
-        )
+        offset, shape = frame.offset, frame.shape
+    box = np.zeros(shape, bool)
+    for c in full:
+        box |= c.in_box(offset, shape)
+    return Crop(box, offset)
 
 
 @dataclass
@@ -232,64 +218,10 @@ class Case:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_folder(cls, case_dir: str | os.PathLike, *, resample: bool = False) -> "Case":
-        """Load an AbdomenAtlas case folder (CONTRACT section 1).
-
-        ``case_dir/ct.nii.gz`` is optional; ``case_dir/segmentations/*.nii.gz`` holds
-        one binary mask per structure.  Every file is read once.  Masks on another
-        grid than the reference are an :class:`InputError` unless ``resample`` is
-        set, in which case they are resampled (nearest neighbour) onto it.
-        """
-        case_dir = Path(case_dir)
-        if not case_dir.exists():
-            raise InputError(case_dir, "case folder does not exist")
-        if not case_dir.is_dir():
-            raise InputError(case_dir, "not a folder (expected a case folder with segmentations/)")
-        seg_dir = case_dir / "segmentations"
-        if not seg_dir.is_dir():
-            raise InputError(seg_dir, "missing folder: a case needs segmentations/<structure>.nii.gz")
-        mask_files = sorted(p for p in seg_dir.iterdir() if p.name.endswith(MASK_SUFFIXES) and p.is_file())
-        if not mask_files:
-            raise InputError(seg_dir, "no mask files (*.nii.gz) in the folder")
-
-        ct_path = next((case_dir / n for n in ("ct.nii.gz", "ct.nii") if (case_dir / n).is_file()), None)
-        case = None
-        if ct_path is not None:
-            ct = read_nifti(ct_path)
-            check_ct(ct)
-            case = cls._from_reference(case_dir.name, ct)
-            case.ct_raw, case.ct_slope, case.ct_inter = ct.array, ct.slope, ct.inter
-            case.sources["ct"] = [{"path": str(ct_path), "sha256": ct.sha256}]
-
-        warnings, ignored = [], []
-        for path in mask_files:
-            name = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-            canonical = vocab.canonical_name(name)
-            if canonical is None:
-                if vocab.is_known_unused(name):
-                    ignored.append(name)
-                else:
-                    warnings.append(f"{path}: unknown structure name '{name}' (ignored)")
-                continue
-            vol = read_nifti(path)
-            if case is None:
-                case = cls._from_reference(case_dir.name, vol)
-            case.add_volume(canonical, vol, resample=resample)
-        if case is None:  # only unknown or unused names
-            raise InputError(seg_dir, "no mask with a known structure name (see CONTRACT.md section 1)")
-        case.warnings[:0] = warnings
-        case.ignored.extend(ignored)
-        return case
-
-    @classmethod
-    def _from_reference(cls, case_id: str, ref: Volume) -> "Case":
-        return cls(
-            case_id=case_id,
-            shape=ref.shape,
-            affine=ref.affine,
-            ornt=ref.ornt,
-            source_shape=ref.source_shape,
-        )
+    def on_grid(cls, case_id: str, shape, affine: np.ndarray, ornt: np.ndarray, source_shape) -> "Case":
+        """An empty case on a canonical grid (``shape``, ``affine``) whose reference file
+        was stored with orientation ``ornt`` and shape ``source_shape``."""
+        return cls(case_id=case_id, shape=tuple(shape), affine=affine, ornt=ornt, source_shape=tuple(source_shape))
 
     @classmethod
     def from_arrays(
@@ -334,67 +266,15 @@ class Case:
             case.add_crop(canonical, Crop.from_full(to_canonical(np.asarray(arr), ornt)), source={"name": name})
         return case
 
-    def add_volume(self, canonical: str, vol: Volume, *, resample: bool = False) -> None:
-        """Check a mask read from disk against this case's grid and store its crop."""
-        _check_binary(vol.path, vol.array, vol.slope, vol.inter)
-        dev = grid_deviation_mm(self.shape, self.affine, vol.shape, vol.affine)
-        arr = vol.array
-        if vol.slope != 1.0 or vol.inter != 0.0:
-            arr = (arr * vol.slope + vol.inter) > 0.5
-        if dev > GRID_TOLERANCE_MM:
-            if not resample:
-                what = (
-                    f"shape {vol.shape} vs {self.shape}" if vol.shape != self.shape
-                    else f"voxel positions differ by up to {dev:.3g} mm"
-                )
-                raise InputError(
-                    vol.path,
-                    f"mask is not on the case grid ({what}, in canonical RAS order); "
-                    "pass --resample to resample masks onto the CT grid",
-                )
-            arr = _resample_nearest(arr, vol.affine, self.shape, self.affine)
-        self.add_crop(canonical, Crop.from_full(arr), source={"path": str(vol.path), "sha256": vol.sha256})
-
     def add_crop(self, canonical: str, crop: Crop, source: dict) -> None:
         """Store a crop; a second file mapping to the same name (e.g. left and right
         kidney cysts) is united with the first."""
         if canonical in self.structures:
             old = self.structures[canonical]
             if not crop.is_empty:
-                if old.is_empty:
-                    merged = crop
-                else:
-                    lo = np.minimum(old.offset, crop.offset)
-                    hi = np.maximum(np.add(old.offset, old.shape), np.add(crop.offset, crop.shape))
-                    shape = tuple(int(x) for x in hi - lo)
-                    box = old.in_box(tuple(lo), shape) | crop.in_box(tuple(lo), shape)
-                    merged = Crop(box, tuple(int(x) for x in lo))
-                self.structures[canonical] = merged
+                self.structures[canonical] = union_crops([old, crop])
             if source not in self.sources[canonical]:
                 self.sources[canonical].append(source)
         else:
             self.structures[canonical] = crop
             self.sources[canonical] = [source]
-
-
-def check_ct(ct: Volume) -> None:
-    """Raise InputError unless the CT holds finite numbers (integer or float HU)."""
-    arr = ct.array
-    if np.issubdtype(arr.dtype, np.floating):
-        bad = np.count_nonzero(~np.isfinite(arr))
-        if bad:
-            raise InputError(ct.path, f"CT holds {bad} NaN or infinite voxel(s); expected Hounsfield units")
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(ct.path, f"unsupported CT data type {arr.dtype}")
-
-
-def _resample_nearest(arr: np.ndarray, src_affine, dst_shape, dst_affine) -> np.ndarray:
-    """Nearest-neighbour resampling of a canonical-frame mask onto another canonical grid."""
-    from scipy.ndimage import affine_transform
-
-    m = np.linalg.inv(src_affine) @ dst_affine
-    out = affine_transform(
-        np.ascontiguousarray(arr).astype(np.uint8), m[:3, :3], offset=m[:3, 3],
-        output_shape=tuple(dst_shape), order=0, mode="constant", cval=0,
-    )
-    return out.astype(bool)

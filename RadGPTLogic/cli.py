@@ -1,123 +1,33 @@
-"""Command line: ``radgpt report``, ``radgpt demo``, ``radgpt import``.
+"""Command line: the ``radgpt`` program (``radgpt report``, ``demo``, ``import``, ``export-dicom``).
 
-Exit codes: 0 success; 2 bad input or usage (one line on stderr naming the file);
-1 internal error (traceback only with ``--debug``).
+Other sub-commands live with their code and register themselves (narrative,
+evaluate, batch, export-triplets).  This module only parses arguments, calls the
+pipeline (:mod:`RadGPTLogic.pipeline`) or an importer, and turns outcomes into exit
+codes: 0 success; 2 bad input or usage (one line on stderr naming the file); 1
+internal error (traceback only with ``--debug``); 130 interrupted.  Warnings reach
+the user through the ``radgpt`` logger, printed as ``radgpt: warning: ...`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import traceback
 from pathlib import Path
 
-PHASE_CHOICES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
+from .rules import PHASES, T4_RULES
 
-
-def _report_files(findings, case=None, derived=None, template_dir=None) -> dict:
-    """Everything ``radgpt report`` writes: name (relative to OUT_DIR) -> content."""
-    import jinja2
-
-    from .errors import InputError
-    from .report.structured import render_html, render_markdown, render_text
-
-    data = findings.to_dict()
-    try:
-        files = {
-            "findings.json": findings.to_json(),
-            "report.txt": render_text(data, template_dir=template_dir),
-            "report.md": render_markdown(data, template_dir=template_dir),
-            "report.html": render_html(data, case=case, template_dir=template_dir),
-        }
-    except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or template_dir or "report template"
-        line = getattr(exc, "lineno", None)
-        raise InputError(where, f"template error{f' at line {line}' if line else ''}: {exc.message}") from None
-    if derived:
-        from .io.export import mask_nifti_bytes
-
-        # Computed masks (pancreas parts), on the CT's grid: shown and edited in Slicer.
-        for name, crop in sorted(derived.items()):
-            files[f"derived/{name}.nii.gz"] = mask_nifti_bytes(case, crop)
-    return files
-
-
-def run_report(case_dir, out_dir, phase: str = "unknown", resample: bool = False, warn=None, rules=None,
-               template_dir=None):
-    """Load a case folder, compute findings and write the outputs atomically.
-
-    Outputs: findings.json, report.txt, report.md, report.html (with key images), and
-    ``derived/<name>.nii.gz`` for masks the engine computed (pancreas head/neck/body/tail
-    when not given).  ``template_dir`` holds an institution's templates overriding the
-    shipped ones by file name.
-    """
-    from .case import Case
-    from .engine import Engine
-    from .io.atomic import write_files_atomically
-    from .errors import InputError
-    from .rules import DEFAULT_RULES
-
-    if template_dir is not None and not Path(template_dir).is_dir():
-        raise InputError(template_dir, "template folder does not exist")
-    case = Case.from_folder(case_dir, resample=resample)
-    engine = Engine(case, phase=phase, rules=rules or DEFAULT_RULES)
-    findings = engine.compute()
-    if warn is not None:
-        for line in findings.warnings:
-            warn(line)
-    files = _report_files(findings, case, engine.derived_masks(), template_dir)
-    previous = _previous_findings(out_dir)
-    write_files_atomically(out_dir, files)
-    _remove_stale_outputs(Path(out_dir), files, previous, findings.to_dict(), warn)
-    return findings
-
-
-# Outputs of later steps that describe the findings they were made from.
-DEPENDENT_OUTPUTS = ("narrative.txt", "narrative_check.json", "narrative_enhanced.txt",
-                     "report_enhanced.txt", "report_enhanced_check.json")
-
-
-def _previous_findings(out_dir) -> dict | None:
-    import json
-
-    path = Path(out_dir) / "findings.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _remove_stale_outputs(out_dir: Path, written: dict, previous: dict | None, current: dict, warn) -> None:
-    """After re-running into an existing OUT_DIR: drop what no longer matches the findings.
-
-    Derived masks not written this time are removed; narratives and enhanced reports
-    are removed when the findings changed (they were checked against the old ones).
-    """
-    derived = out_dir / "derived"
-    if derived.is_dir():
-        for p in derived.iterdir():
-            if f"derived/{p.name}" not in written and p.name.endswith(".nii.gz"):
-                p.unlink()
-    if previous is None:
-        return
-    strip = lambda f: {k: v for k, v in f.items() if k != "provenance"}  # noqa: E731
-    if strip(previous) == strip(current):
-        return
-    for name in DEPENDENT_OUTPUTS:
-        p = out_dir / name
-        if p.exists():
-            p.unlink()
-            if warn is not None:
-                warn(f"{p}: removed (made from earlier findings that changed)")
-
+log = logging.getLogger("radgpt")
 
 def _cmd_report(args) -> int:
     from dataclasses import replace
 
+    from .pipeline import run_report
     from .rules import DEFAULT_RULES
 
     rules = replace(DEFAULT_RULES, t4_rule=args.t4_rule)
-    findings = run_report(args.case_dir, args.out, args.phase, args.resample, warn=_warn, rules=rules,
+    findings = run_report(args.case_dir, args.out, args.phase, args.resample, rules=rules,
                           template_dir=args.templates)
     print(f"{findings.case_id}: {len(findings.lesions)} lesion(s), {len(findings.organs)} organ(s) -> {args.out}")
     return 0
@@ -125,11 +35,12 @@ def _cmd_report(args) -> int:
 
 def _cmd_demo(args) -> int:
     from .phantom import build_phantom, write_case
+    from .pipeline import run_report
 
     out = Path(args.out)
     phantom = build_phantom(size=args.size, phase=args.phase)
     case_dir = write_case(phantom, out / "case", case_id="PHANTOM_0001")
-    run_report(case_dir, out / "report", args.phase, warn=_warn)
+    run_report(case_dir, out / "report", args.phase)
     print(f"Synthetic case written to {case_dir}")
     print(f"Report written to {out / 'report'} (findings.json, report.txt, report.md, report.html)\n")
     print((out / "report" / "report.txt").read_text(encoding="utf-8"))
@@ -152,10 +63,10 @@ def _cmd_import(args) -> int:
 
         case = case_from_labelmap(args.seg, table=args.labels, ct_path=args.ct, case_id=out.name,
                                   dicom_series=args.dicom_series, dicom_resample=args.dicom_resample)
-    from .io.labelmaps import write_case_folder
+    from .io.casefolder import write_case_folder
 
     for line in case.warnings:
-        _warn(line)
+        log.warning("%s", line)
     write_case_folder(case, out)
     print(f"{out}: {len(case.structures)} structure(s) written")
     return 0
@@ -165,8 +76,8 @@ def _cmd_export_dicom(args) -> int:
     import json
     import warnings
 
-    from .case import Case
     from .errors import InputError
+    from .io.casefolder import load_case
     from .io.dicom_export import export_dicom
 
     findings_path = Path(args.out_dir) / "findings.json"
@@ -174,23 +85,51 @@ def _cmd_export_dicom(args) -> int:
         findings = json.loads(findings_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(findings_path, f"cannot read findings ({exc}); run `radgpt report` first") from None
-    case = Case.from_folder(args.case_dir)
+    case = load_case(args.case_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         paths = export_dicom(case, findings, args.dicom, Path(args.out_dir) / "dicom")
     for w in caught:
-        _warn(str(w.message))
+        log.warning("%s", w.message)
     for p in paths:
         print(p)
     return 0
 
 
-def _warn(line: str) -> None:
-    print(f"radgpt: warning: {line}", file=sys.stderr)
+class _OneLineFormatter(logging.Formatter):
+    """``radgpt: warning: <message>`` with the message on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"radgpt: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and embedders redirect it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Print the ``radgpt`` logger's warnings (and, verbose, info lines) on stderr, one line each."""
+    if any(getattr(h, "_radgpt_cli", False) for h in log.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(_OneLineFormatter())
+    handler._radgpt_cli = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .phantom import SIMULATED_PHASES
 
     p = argparse.ArgumentParser(prog="radgpt", description="Findings and reports from abdominal CT masks.")
     p.add_argument("--version", action="version", version=f"radgpt {__version__}")
@@ -200,18 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="findings.json + structured report for one case folder")
     r.add_argument("case_dir", help="AbdomenAtlas case folder: [ct.nii.gz] + segmentations/*.nii.gz")
     r.add_argument("--out", required=True, help="output folder")
-    r.add_argument("--phase", choices=PHASE_CHOICES, default="unknown", help="contrast phase (default: unknown)")
+    r.add_argument("--phase", choices=PHASES, default="unknown", help="contrast phase (default: unknown)")
     r.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
     r.add_argument("--templates", help="folder of institution templates overriding the shipped ones by file name")
-    r.add_argument("--t4-rule", choices=("encasement", "any_contact"), default="encasement",
+    r.add_argument("--t4-rule", choices=T4_RULES, default="encasement",
                    help="AJCC T4 for CA/SMA/CHA: > 180 degrees of contact (default) or any solid contact")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     r.set_defaults(func=_cmd_report)
 
     d = sub.add_parser("demo", help="write a synthetic abdomen case and its report")
     d.add_argument("--out", required=True, help="output folder (gets case/ and report/)")
-    d.add_argument("--size", choices=("small", "full"), default="small")
-    d.add_argument("--phase", choices=PHASE_CHOICES, default="non-contrast")
+    d.add_argument("--size", choices=("small", "full"), default="small",
+                   help="small: 128x128x64 (default); full: 512x512x300, the size of a clinical CT")
+    d.add_argument("--phase", choices=SIMULATED_PHASES, default="non-contrast",
+                   help="contrast phase the synthetic CT is made in (default: non-contrast)")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     d.set_defaults(func=_cmd_demo)
 
@@ -250,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .errors import InputError
 
+    setup_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

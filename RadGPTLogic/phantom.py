@@ -57,11 +57,12 @@ __all__ = [
     "Ellipsoid",
     "Cone",
     "Tube",
-    "PHASES",
+    "SIMULATED_PHASES",
     "SIZES",
 ]
 
-PHASES = ("non-contrast", "venous", "arterial")
+#: The contrast phases the synthetic CT can be made in (a subset of :data:`RadGPTLogic.rules.PHASES`).
+SIMULATED_PHASES = ("non-contrast", "venous", "arterial")
 
 # Field of view (mm) and voxel spacing (mm, along R, A, S) of the named sizes.
 # "small" covers the same abdomen as "full", only coarser; both are centred on
@@ -847,7 +848,7 @@ def build_phantom(
         ml, positions in RAS mm.
     """
     if phase not in HU:
-        raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
+        raise ValueError(f"phase must be one of {SIMULATED_PHASES}, not {phase!r}")
     grid = _make_grid(size, spacing, shape, z_range_mm)
     lesions = default_lesions() if lesions is None else list(lesions)
     if len(lesions) > _MAX_LESIONS:
@@ -1099,18 +1100,6 @@ def reorient(phantom: Phantom, axcodes="LPS", axis_order=None, names: Iterable[s
     return ct, affine, masks
 
 
-def _nifti(array, affine, dtype):
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(array, dtype=dtype), affine)
-    # Scanner-based qform and sform (code 1): readers that prefer either agree.
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm")
-    img.header.set_slope_inter(1.0, 0.0)  # stored values are the values: no scaling
-    return img
-
-
 def write_case(
     phantom: Phantom,
     out_dir: str | os.PathLike,
@@ -1132,23 +1121,23 @@ def write_case(
     the written files) and rewrites each lesion's ``slice_index`` as the index
     along the written files' own slice axis.  Returns the case folder.
     """
-    import nibabel as nib
-    from nibabel.orientations import aff2axcodes
+    from .geometry import canonical_orientation, orientation_code
+    from .io.atomic import publish, read_manifest
+    from .io.nifti import source_nifti_gz_bytes
 
     case = Path(out_dir) / case_id
-    seg_dir = case / "segmentations"
-    seg_dir.mkdir(parents=True, exist_ok=True)
     ct, affine, masks = reorient(phantom, axcodes, axis_order, names)
+    files = {}
     if with_ct:
-        nib.save(_nifti(ct, affine, np.int16), case / "ct.nii.gz")
+        files["ct.nii.gz"] = source_nifti_gz_bytes(np.asarray(ct, np.int16), affine)
     for name, arr in masks.items():
-        nib.save(_nifti(arr, affine, np.uint8), seg_dir / f"{name}.nii.gz")
+        files[f"segmentations/{name}.nii.gz"] = source_nifti_gz_bytes(np.asarray(arr, np.uint8), affine)
     for name, arr in (extra_masks or {}).items():
         arr = np.asarray(arr)
         if arr.shape != phantom.shape:
             raise ValueError(f"extra mask {name}: shape {arr.shape} differs from the phantom {phantom.shape}")
         out, _ = reorient_array(arr, phantom.affine, axcodes, axis_order)
-        nib.save(_nifti(out != 0, affine, np.uint8), seg_dir / f"{name}.nii.gz")
+        files[f"segmentations/{name}.nii.gz"] = source_nifti_gz_bytes((out != 0).astype(np.uint8), affine)
 
     truth = json.loads(json.dumps(phantom.truth))
     # The file axis that holds canonical S, and whether it runs I -> S or S -> I.
@@ -1159,10 +1148,12 @@ def write_case(
         k = item["slice_index"]
         item["slice_index"] = k if codes[s_axis] == "S" else nk - 1 - k
     truth["file"] = {
-        "axcodes": list(aff2axcodes(affine)),
+        "axcodes": list(orientation_code(canonical_orientation(affine))),
         "shape": [int(s) for s in ct.shape],
         "affine": np.asarray(affine).tolist(),
         "slice_axis": s_axis,
     }
-    (case / "truth.json").write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
+    files["truth.json"] = json.dumps(truth, indent=2) + "\n"
+    # A folder written again loses the files of the earlier writing (other masks).
+    publish(case, files, remove=set(read_manifest(case)) - set(files))
     return case

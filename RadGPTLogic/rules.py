@@ -10,8 +10,44 @@ docs/MEASUREMENT.md.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal, Optional
 
-PHASES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
+#: Contrast phases, as findings.json and every command line spell them.
+Phase = Literal["non-contrast", "arterial", "venous", "delayed", "unknown"]
+PHASES: tuple = ("non-contrast", "arterial", "venous", "delayed", "unknown")
+
+#: Other spellings met in metadata tables (RadGPT's ``Plain``/``Venous``/``Delay``,
+#: DICOM-ish words), after lower-casing and turning ``_``/``-`` into spaces.
+PHASE_ALIASES = {
+    "non-contrast": (
+        "non contrast", "noncontrast", "plain", "native", "unenhanced", "non enhanced", "nonenhanced",
+        "pre contrast", "precontrast", "nc",
+    ),
+    "arterial": ("arterial", "late arterial", "early arterial", "arterial phase", "art"),
+    "venous": ("venous", "portal venous", "portal", "portalvenous", "pv", "venous phase", "portal venous phase"),
+    "delayed": ("delayed", "delay", "delayed phase", "late", "equilibrium"),
+    "unknown": ("unknown", "", "nan", "none", "null", "na", "n/a", "-"),
+}
+_PHASE_LOOKUP = {alias: phase for phase, aliases in PHASE_ALIASES.items() for alias in aliases}
+
+
+def normalise_phase(value) -> Optional[str]:
+    """The phase (one of :data:`PHASES`) that ``value`` spells, or None when it is not a phase.
+
+    Accepts the canonical values and :data:`PHASE_ALIASES`, case and separators
+    ignored; ``None``, empty and ``NaN`` mean ``unknown``.
+    """
+    if value is None:
+        return "unknown"
+    key = " ".join(str(value).strip().lower().replace("_", " ").replace("-", " ").split())  # as table headers
+    if key.replace(" ", "-") in PHASES:
+        return key.replace(" ", "-")
+    return _PHASE_LOOKUP.get(key)
+
+
+#: AJCC 8th T4 reading of "involves CA/SMA/CHA" (see :attr:`Rules.t4_rule`).
+T4Rule = Literal["encasement", "any_contact"]
+T4_RULES: tuple = ("encasement", "any_contact")
 
 
 @dataclass(frozen=True)
@@ -63,7 +99,13 @@ class Rules:
     contact_mm: float = 1.5
     # AJCC 8th T4 "involves CA/SMA/CHA": "encasement" (> 180 degrees, default, as
     # NCCN's encasement) or "any_contact".
-    t4_rule: str = "encasement"
+    t4_rule: T4Rule = "encasement"
+
+    def __post_init__(self) -> None:
+        if self.t4_rule not in T4_RULES:
+            raise ValueError(f"t4_rule must be one of {', '.join(T4_RULES)}; got {self.t4_rule!r}")
+        if self.lesion_connectivity not in (6, 18, 26):
+            raise ValueError(f"lesion_connectivity must be 6, 18 or 26; got {self.lesion_connectivity!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)

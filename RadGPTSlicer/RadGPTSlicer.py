@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import re
+import sys
 from typing import Annotated
 
 import numpy as np
@@ -39,8 +40,13 @@ RadGPTSlicerLib.ensure_core_importable()
 
 from RadGPTLogic.rules import PHASES  # noqa: E402 (needs the path set up above)
 
-#: Debounce delay between the last segment edit and the re-measurement.
-UPDATE_DELAY_MS = 500
+#: Debounce delay after the last segment event: one Paint stroke fires its events within
+#: one mouse release, so a short delay coalesces them and keeps the panel close behind the edit.
+UPDATE_DELAY_MS = 60
+#: Singleton tag of the panel's own Segment Editor parameter node (SegmentEditor uses "SegmentEditor").
+EDITOR_NODE_TAG = "RadGPTSegmentEditor"
+#: QSettings prefix of the narrative settings (endpoint, model, examples, opt-in).
+SETTINGS_PREFIX = "RadGPT/Narrative/"
 #: Attribute that marks the markups line nodes this module draws calipers with.
 CALIPER_ATTRIBUTE = "RadGPT.Caliper"
 
@@ -108,100 +114,148 @@ class RadGPTSlicerParameterNode:
 
 
 class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Uses ScriptedLoadableModuleWidget base class, available at:
-    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """The panel: inputs, Segment, embedded Segment Editor, live findings and report,
+    narrative, save and export.
+
+    Qt calls keep to what PythonQt (Slicer) and PyQt5 (the test harness) share:
+    methods (``setText``, ``setEnabled``), ``property(name)`` to read a property,
+    ``signal.connect(callable)``.
     """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        VTKObservationMixin.__init__(self)
         self.logic = None
+        self.controller = None
+        self.editor = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._controller = None
-        self._updateTimer = None
-        self._updateTimerCallback = None
-        # Nodes the current findings were computed from (None: nothing computed).
+        self._editorNode = None
+        self._timers = []
         self._sourceVolumeNode = None
         self._sourceSegmentationNode = None
         self._observedSegmentationNode = None
         self._observedSegmentation = None
-        self._findings = None  # Findings.to_dict() of the last computation
+        self._findings = None
+        self._images = {}  # resource name -> QImage (decoded once)
+        self._computeJob = None
+        self._segmentRun = None
+        self._narrativeJob = None
+        self._confidence = {}  # canonical structure -> lesion probability (segmentation stage)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RadGPTSlicer.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = RadGPTSlicerLogic()
-
         from RadGPTSlicerLib.findings_view import LESION_COLUMNS
+        from RadGPTSlicerLib.jobs import JobRunner
         from RadGPTSlicerLib.live_update import LiveUpdateController
 
-        self._controller = LiveUpdateController(
-            timer_factory=self._createUpdateTimer,
-            list_segments=self._listSegments,
-            read_segment=self._readSegment,
-            segment_mtime=self._segmentMTime,
-            on_findings=self._showFindings,
-            on_stale=self._showStale,
-            on_error=self._showUpdateError,
-        )
+        self.controller = LiveUpdateController(
+            timer_factory=self._createTimer, take_snapshot=self._takeSnapshot, on_result=self._showResult,
+            on_stale=self._showStale, on_error=self._showUpdateError, delay_ms=UPDATE_DELAY_MS)
+        self.sideJobs = JobRunner(self._createTimer, name="RadGPT-side")  # narrative: never blocks measuring
 
         table = self.ui.findingsTable
         table.setColumnCount(len(LESION_COLUMNS))
         table.setHorizontalHeaderLabels(list(LESION_COLUMNS))
         table.horizontalHeader().setSectionResizeMode(qt.QHeaderView.ResizeToContents)
 
+        self._setupSegmentEditor()
+        self._loadNarrativeSettings()
+
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAboutToBeRemovedEvent, self.onNodeAboutToBeRemoved)
 
-        self.ui.computeButton.connect("clicked(bool)", self.onComputeButton)
-        self.ui.findingsTable.connect("cellClicked(int,int)", self.onLesionClicked)
+        self.ui.computeButton.clicked.connect(self.onComputeButton)
+        self.ui.findingsTable.cellClicked.connect(self.onLesionClicked)
+        self.ui.segmentButton.clicked.connect(self.onSegmentButton)
+        self.ui.segmentCancelButton.clicked.connect(self.onSegmentCancel)
+        self.ui.narrativeButton.clicked.connect(self.onNarrativeButton)
+        self.ui.narrativeCancelButton.clicked.connect(self.onNarrativeCancel)
+        self.ui.narrativeOptInCheckBox.toggled.connect(self._onNarrativeSettingsChanged)
+        self.ui.saveCaseButton.clicked.connect(self.onSaveCase)
+        self.ui.addToDatasetButton.clicked.connect(self.onAddToDataset)
+        self.ui.exportDicomButton.clicked.connect(self.onExportDicom)
 
         self.initializeParameterNode()
 
-    def _createUpdateTimer(self, callback):
-        """Single-shot debounce timer for the live-update controller."""
+    def _createTimer(self, intervalMs, singleShot, callback):
         timer = qt.QTimer()
-        timer.setSingleShot(True)
-        timer.setInterval(UPDATE_DELAY_MS)
-        timer.connect("timeout()", callback)
-        self._updateTimer, self._updateTimerCallback = timer, callback
+        timer.setSingleShot(bool(singleShot))
+        timer.setInterval(int(intervalMs))
+        timer.timeout.connect(callback)
+        self._timers.append((timer, callback))
         return timer
 
+    def _setupSegmentEditor(self) -> None:
+        """Embed the Segment Editor as Slicer's SegmentEditor module does, with its own editor node."""
+        self.editor = slicer.qMRMLSegmentEditorWidget()
+        self.editor.setMaximumNumberOfUndoStates(10)
+        self._selectEditorNode()
+        self.editor.setMRMLScene(slicer.mrmlScene)
+        self.editor.setSegmentationNodeSelectorVisible(False)  # the panel's selectors drive it
+        self.editor.setSourceVolumeNodeSelectorVisible(False)
+        self.ui.editorFrame.layout().addWidget(self.editor)
+
+    def _selectEditorNode(self) -> None:
+        node = slicer.mrmlScene.GetSingletonNode(EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(EDITOR_NODE_TAG)
+            node = slicer.mrmlScene.AddNode(node)
+        if node is self._editorNode:
+            return
+        if self._editorNode is not None:
+            self.removeObserver(self._editorNode, vtk.vtkCommand.ModifiedEvent, self._showEditorMode)
+        self._editorNode = node
+        self.editor.setMRMLSegmentEditorNode(node)
+        self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self._showEditorMode)
+        self._showEditorMode()
+
     def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        if self._controller is not None:
-            self._controller.detach()
-        if self._updateTimer is not None:
-            # Lingering signal connections keep the widget alive (Slicer issue #7392).
-            self._updateTimer.stop()
-            self._updateTimer.disconnect("timeout()", self._updateTimerCallback)
+        """Module widget destroyed (application exit, reload)."""
+        if self.controller is not None:
+            self.controller.shutdown()
+        self.sideJobs.shutdown()
+        if self._segmentRun is not None:
+            self._segmentRun.cancel()
+        for timer, callback in self._timers:
+            timer.stop()
+            timer.timeout.disconnect(callback)  # lingering connections keep the widget alive (Slicer #7392)
+        self._timers = []
         self._observeSegmentation(None)
         self.removeObservers()
 
     def onReload(self) -> None:
-        """Reload the Lib as well: slicer.util.reloadScriptedModule re-executes only this file."""
-        import RadGPTSlicerLib.adapter
-        import RadGPTSlicerLib.findings_view
-        import RadGPTSlicerLib.live_update
+        """Reload the Lib too: slicer.util.reloadScriptedModule re-executes only this file."""
+        import RadGPTSlicerLib
 
-        for module in (RadGPTSlicerLib.adapter, RadGPTSlicerLib.findings_view, RadGPTSlicerLib.live_update):
-            importlib.reload(module)
+        for name in sorted(n for n in list(sys.modules) if n.startswith("RadGPTSlicerLib.")):
+            importlib.reload(sys.modules[name])
         importlib.reload(RadGPTSlicerLib)
         ScriptedLoadableModuleWidget.onReload(self)
 
-    # ------------------------------------------------------ parameter node
+    # ------------------------------------------------------ enter / exit
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._selectEditorNode()
+        self.editor.installKeyboardShortcuts()
+        self.editor.setupViewObservations()
+        self.editor.updateWidgetFromMRML()
 
     def exit(self) -> None:
-        # Live updates go on while the user edits in Segment Editor; only the GUI binding stops.
+        # Live updates go on (the findings stay current); the editor releases the views.
+        self.editor.setActiveEffect(None)
+        self.editor.uninstallKeyboardShortcuts()
+        self.editor.removeViewObservations()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
@@ -209,22 +263,36 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.editor.setSegmentationNode(None)
+        self.editor.removeViewObservations()
         self._forgetFindings(_("Select a CT and its segmentation, then press Compute."))
+        self._editorNode = None
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+            self._selectEditorNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAboutToBeRemoved(self, caller, event, node) -> None:
+        """The CT or segmentation being measured is deleted (e.g. from the Data module)."""
+        if node is None:
+            return
+        if node is self._sourceVolumeNode or node is self._sourceSegmentationNode:
+            self._forgetFindings(_("The CT or segmentation was removed: select inputs and press Compute."))
+        if node is self._observedSegmentationNode:
+            self._observeSegmentation(None)
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.inputVolume = first
         if not self._parameterNode.segmentation:
-            firstSegmentationNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
-            if firstSegmentationNode:
-                self._parameterNode.segmentation = firstSegmentationNode
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+            if first:
+                self._parameterNode.segmentation = first
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -232,7 +300,6 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            # Widgets carry the dynamic property "SlicerParameterName" in the .ui file.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._onParameterNodeModified()
@@ -242,31 +309,49 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volumeNode = p.inputVolume if p else None
         segmentationNode = p.segmentation if p else None
         self._observeSegmentation(segmentationNode)
-        self._controller.enabled = bool(p and p.autoUpdate)
-
-        engine = self._controller.engine
-        if engine is not None:
-            if not (_sameNode(volumeNode, self._sourceVolumeNode) and _sameNode(segmentationNode, self._sourceSegmentationNode)):
+        self.editor.setSegmentationNode(segmentationNode)
+        self.editor.setSourceVolumeNode(volumeNode)
+        self.controller.enabled = bool(p and p.autoUpdate)
+        session = self.controller.session
+        if session is not None:
+            if not (_sameNode(volumeNode, self._sourceVolumeNode)
+                    and _sameNode(segmentationNode, self._sourceSegmentationNode)):
                 self._forgetFindings(_("Inputs changed: press Compute."))
-            elif p.phase != engine.phase:
+            elif p.phase != session.engine.phase:
                 self._changePhase(p.phase)
+        self._updateButtons()
 
-        canCompute = bool(volumeNode and segmentationNode)
-        self.ui.computeButton.enabled = canCompute
-        self.ui.computeButton.toolTip = (
-            _("Read the CT and all segments and compute the findings.") if canCompute
-            else _("Select the CT volume and its segmentation.")
-        )
+    def _updateButtons(self) -> None:
+        p = self._parameterNode
+        volumeNode = p.inputVolume if p else None
+        segmentationNode = p.segmentation if p else None
+        computing = self._computeJob is not None
+        segmenting = self._segmentRun is not None
+        canCompute = bool(volumeNode and segmentationNode) and not computing and not segmenting
+        self.ui.computeButton.setEnabled(canCompute)
+        self.ui.computeButton.setToolTip(
+            _("Read the CT and all segments and compute the findings.") if volumeNode and segmentationNode
+            else _("Select the CT volume and its segmentation."))
+        self.ui.segmentButton.setEnabled(bool(volumeNode) and not segmenting and not computing)
+        self.ui.segmentCancelButton.setEnabled(segmenting)
+        haveFindings = self._findings is not None
+        self.ui.saveCaseButton.setEnabled(haveFindings)
+        self.ui.addToDatasetButton.setEnabled(haveFindings)
+        self.ui.exportDicomButton.setEnabled(haveFindings and self.logic.dicomSeriesFiles(self._sourceVolumeNode)
+                                             is not None)
+        optedIn = self.ui.narrativeOptInCheckBox.isChecked()
+        self.ui.narrativeButton.setEnabled(haveFindings and optedIn and self._narrativeJob is None)
+        self.ui.narrativeCancelButton.setEnabled(self._narrativeJob is not None)
 
     # ------------------------------------------------------ observations
     def _observeSegmentation(self, segmentationNode) -> None:
-        """Observe edits of ``segmentationNode`` (and the replacement of its vtkSegmentation)."""
+        """Observe the segment events of ``segmentationNode`` (and the replacement of its vtkSegmentation)."""
         segmentation = segmentationNode.GetSegmentation() if segmentationNode else None
         if segmentationNode is self._observedSegmentationNode and segmentation is self._observedSegmentation:
             return
         if self._observedSegmentation is not None:
-            for event in self.logic.segmentationEvents():
-                self.removeObserver(self._observedSegmentation, event, self._onSegmentationEdited)
+            for event in self.logic.segmentEvents():
+                self.removeObserver(self._observedSegmentation, event, self._onSegmentEvent)
         if self._observedSegmentationNode is not None:
             self.removeObserver(self._observedSegmentationNode, slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent,
                                 self._onSegmentationReplaced)
@@ -275,61 +360,65 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(segmentationNode, slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent,
                              self._onSegmentationReplaced)
         if segmentation is not None:
-            for event in self.logic.segmentationEvents():
-                self.addObserver(segmentation, event, self._onSegmentationEdited)
+            for event in self.logic.segmentEvents():
+                self.addObserver(segmentation, event, self._onSegmentEvent)
 
-    def _onSegmentationEdited(self, caller=None, event=None) -> None:
-        # Only mark dirty: the controller's timer does the work once the edits settle.
-        self._controller.mark_dirty()
+    @vtk.calldata_type(vtk.VTK_STRING)
+    def _onSegmentEvent(self, caller, event, segmentId=None) -> None:
+        # The segment ID comes with the event (vtkSegmentation.cxx, vtkSegmentationModifier.cxx);
+        # only record it: the controller's timer does the work once the edits settle.
+        self.controller.mark_dirty(segmentId or None)
 
     def _onSegmentationReplaced(self, caller=None, event=None) -> None:
         node = self._observedSegmentationNode
-        self._observeSegmentation(None)  # drop the observers of the old vtkSegmentation ...
-        self._observeSegmentation(node)  # ... and observe the new one
-        self._controller.mark_dirty()
+        self._observeSegmentation(None)
+        self._observeSegmentation(node)
+        self.controller.mark_dirty(None)
 
-    # --------------------------------------- callbacks of the controller
-    def _listSegments(self):
-        from RadGPTSlicerLib.adapter import segment_names
+    def _showEditorMode(self, caller=None, event=None) -> None:
+        from RadGPTSlicerLib.findings_view import editor_mode_text
 
-        node = self._sourceSegmentationNode
-        return segment_names(node) if node is not None else {}
+        node = self._editorNode
+        self.ui.editorModeLabel.setText(editor_mode_text(node.GetOverwriteMode()) if node is not None else "")
 
-    def _segmentMTime(self, segmentId):
-        from RadGPTSlicerLib.adapter import segment_mtime
+    # ------------------------------------------------- snapshot (GUI thread)
+    def _takeSnapshot(self, segmentIds):
+        return self.logic.snapshotSegments(self._sourceSegmentationNode, self._sourceVolumeNode, segmentIds)
 
-        return segment_mtime(self._sourceSegmentationNode, segmentId, self.logic.binaryLabelmapName())
+    # ---------------------------------------------- results (GUI thread)
+    def _showResult(self, result) -> None:
+        from RadGPTSlicerLib.findings_view import lesion_rows, review_order
 
-    def _readSegment(self, segmentId):
-        return self.logic.readSegment(self._sourceSegmentationNode, segmentId, self._sourceVolumeNode,
-                                      self._controller.engine.case)
-
-    def _showFindings(self, findings) -> None:
-        from RadGPTLogic.report.structured import render_html
-        from RadGPTSlicerLib.findings_view import lesion_rows
-
-        self._findings = findings.to_dict()
-        rows = lesion_rows(self._findings)
+        self._findings = result.findings
+        for name, png in result.new_images.items():
+            image = qt.QImage()
+            image.loadFromData(qt.QByteArray(png), "PNG")
+            self._images[name] = image
+        order = review_order(self._findings, self._confidence)
+        rows = lesion_rows(self._findings, self._confidence)
         table = self.ui.findingsTable
-        table.clearContents()
         table.setRowCount(len(rows))
-        for rowIndex, row in enumerate(rows):
-            for columnIndex, text in enumerate(row):
-                table.setItem(rowIndex, columnIndex, qt.QTableWidgetItem(text))  # editing is off in the .ui
-        # Key images are PNG data URIs, which QTextBrowser displays; they need the case.
-        engine = self._controller.engine
-        self.ui.reportBrowser.setHtml(render_html(self._findings, case=engine.case if engine else None))
-        self._showStale(self._controller.stale)
+        for rowIndex, lesionIndex in enumerate(order):
+            for columnIndex, text in enumerate(rows[lesionIndex]):
+                table.setItem(rowIndex, columnIndex, qt.QTableWidgetItem(text))
+        self._rowToLesion = list(order)
+        browser = self.ui.reportBrowser
+        document = browser.document()
+        for name, image in self._images.items():
+            document.addResource(qt.QTextDocument.ImageResource, qt.QUrl(name), image)
+        browser.setHtml(result.html)
+        for warning in result.warnings:
+            logging.warning("RadGPT: %s", warning)
+        self._showStale(self.controller.stale)
+        self._updateButtons()
 
     def _showStale(self, stale: bool) -> None:
+        if self._findings is None:
+            return
         if not stale:
-            if self._findings is not None:
-                self._setStatus(
-                    _("Up to date: {lesions} lesion(s), {organs} organ(s).").format(
-                        lesions=len(self._findings["lesions"]), organs=len(self._findings["organs"])),
-                    stale=False,
-                )
-        elif self._controller.enabled:
+            self._setStatus(_("Up to date: {lesions} lesion(s), {organs} organ(s).").format(
+                lesions=len(self._findings["lesions"]), organs=len(self._findings["organs"])), stale=False)
+        elif self.controller.enabled:
             self._setStatus(_("stale: segmentation edited, updating..."), stale=True)
         else:
             self._setStatus(_("stale: segmentation edited; press Compute or turn on auto-update."), stale=True)
@@ -339,46 +428,233 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._setStatus(_("stale: update failed ({error}); press Compute.").format(error=exc), stale=True)
 
     def _setStatus(self, text: str, stale: bool) -> None:
-        self.ui.statusLabel.text = text
+        self.ui.statusLabel.setText(text)
         self.ui.statusLabel.setStyleSheet("color: #c06000; font-weight: bold;" if stale else "")
 
     def _forgetFindings(self, status: str) -> None:
-        if self._controller is not None:
-            self._controller.detach()
+        if self.controller is not None:
+            self.controller.detach()
+        if self._computeJob is not None:
+            self._computeJob.cancel()
+            self._computeJob = None
+            self.ui.computeProgressBar.setVisible(False)
         self._sourceVolumeNode = self._sourceSegmentationNode = None
         self._findings = None
+        self._images = {}
+        self._rowToLesion = []
         if hasattr(self, "ui"):
             self.ui.findingsTable.clearContents()
             self.ui.findingsTable.setRowCount(0)
             self.ui.reportBrowser.clear()
             self._setStatus(status, stale=False)
+            self._updateButtons()
 
-    # -------------------------------------------------------------- actions
+    def _reportError(self, message: str, exc) -> None:
+        """One line to the log and a dialog (slicer.util.errorDisplay logs at ERROR, then shows it)."""
+        from RadGPTSlicerLib.findings_view import one_line_error
+
+        text = f"{message} {one_line_error(exc)}"
+        logging.debug("RadGPT error detail", exc_info=exc)
+        slicer.util.errorDisplay(text)
+
+    # -------------------------------------------------------------- Compute
     def onComputeButton(self) -> None:
-        """Full read of the CT and all segments, then findings; live updates follow from here."""
+        """Copy the CT and all segments (GUI thread), measure them in the background."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("RadGPT could not compute the findings."), waitCursor=True):
+        volumeNode, segmentationNode, phase = p.inputVolume, p.segmentation, p.phase
+        try:
             self.logic.ensureDependencies()
-            volumeNode, segmentationNode, phase = p.inputVolume, p.segmentation, p.phase
-            self._sourceVolumeNode, self._sourceSegmentationNode = volumeNode, segmentationNode
-            try:
-                self._controller.reset(lambda: self.logic.buildEngine(volumeNode, segmentationNode, phase))
-            except Exception:
-                self._forgetFindings(_("Computation failed: see the error message."))
-                raise
+            build = self.logic.prepareSession(volumeNode, segmentationNode, phase)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._reportError(_("RadGPT could not read the inputs:"), exc)
+            return
+        self._forgetFindings(_("Computing..."))
+        self._sourceVolumeNode, self._sourceSegmentationNode = volumeNode, segmentationNode
+        self.ui.computeProgressBar.setVisible(True)
+        self.ui.computeProgressBar.setValue(0)
+        self._computeJob = self.controller.jobs.submit(
+            build, on_done=self._onComputeDone, on_error=self._onComputeFailed,
+            on_progress=self._onComputeProgress, name="compute")
+        self._updateButtons()
+
+    def _onComputeProgress(self, fraction, text) -> None:
+        self.ui.computeProgressBar.setValue(int(round(100 * fraction)))
+        self._setStatus(text, stale=False)
+
+    def _onComputeDone(self, built) -> None:
+        session, result = built
+        self._computeJob = None
+        self.ui.computeProgressBar.setVisible(False)
+        self.controller.attach(session)
+        self._showResult(result)
+        self._updateButtons()
+
+    def _onComputeFailed(self, exc) -> None:
+        from RadGPTSlicerLib.jobs import Cancelled
+
+        self._computeJob = None
+        self.ui.computeProgressBar.setVisible(False)
+        self._forgetFindings(_("Computation failed: see the error message."))
+        if not isinstance(exc, Cancelled):
+            self._reportError(_("RadGPT could not compute the findings:"), exc)
 
     def _changePhase(self, phase: str) -> None:
-        with slicer.util.tryWithErrorDisplay(_("RadGPT could not apply the contrast phase."), waitCursor=True):
-            # Measurements do not depend on the phase: the engine keeps its cache.
-            self._controller.engine.set_phase(phase)
-            self._controller.update_now(force=True)
+        session = self.controller.session
+        self.controller.jobs.submit(lambda ctx: session.set_phase(phase), on_done=self._showResult,
+                                    on_error=lambda exc: self._reportError(_("Could not apply the phase:"), exc),
+                                    name="phase")
 
     def onLesionClicked(self, row, column=0) -> None:
-        if not self._findings or not (0 <= row < len(self._findings["lesions"])):
+        if not self._findings or not (0 <= row < len(self._rowToLesion)):
             return
-        lesion = self._findings["lesions"][row]
-        with slicer.util.tryWithErrorDisplay(_("Could not show the lesion."), waitCursor=False):
+        lesion = self._findings["lesions"][self._rowToLesion[row]]
+        try:
             self.logic.showLesion(lesion, self._sourceVolumeNode)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._reportError(_("Could not show the lesion:"), exc)
+
+    # -------------------------------------------------------------- Segment
+    def onSegmentButton(self) -> None:
+        """Run the segmentation stage in its own process; load the result as segments."""
+        from RadGPTSlicerLib.segment_stage import SegmentRun
+
+        volumeNode = self._parameterNode.inputVolume
+        try:
+            self._segmentRun = SegmentRun(
+                self.logic.segmentationRunner(self.ui.deviceComboBox.property("currentText")), volumeNode, self.logic,
+                timer_factory=self._createTimer, on_progress=self._onSegmentProgress, on_done=self._onSegmentDone,
+                on_error=self._onSegmentFailed)
+            self._segmentRun.start()
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._segmentRun = None
+            self._reportError(_("RadGPT could not start the segmentation:"), exc)
+            return
+        self.ui.segmentProgressBar.setVisible(True)
+        self.ui.segmentProgressBar.setValue(0)
+        self.ui.segmentStatusLabel.setText(_("Segmenting..."))
+        self._updateButtons()
+
+    def onSegmentCancel(self) -> None:
+        if self._segmentRun is not None:
+            self._segmentRun.cancel()
+
+    def _onSegmentProgress(self, fraction, text) -> None:
+        if fraction is None:
+            self.ui.segmentProgressBar.setMaximum(0)  # busy indicator: total unknown
+        else:
+            self.ui.segmentProgressBar.setMaximum(100)
+            self.ui.segmentProgressBar.setValue(int(round(100 * fraction)))
+        self.ui.segmentStatusLabel.setText(text)
+
+    def _onSegmentDone(self, segmentationNode, confidence) -> None:
+        self._segmentRun = None
+        self._confidence = dict(confidence)
+        self.ui.segmentProgressBar.setVisible(False)
+        self.ui.segmentStatusLabel.setText(_("Segmentation loaded: review the segments, then press Compute."))
+        self._parameterNode.segmentation = segmentationNode
+        self._updateButtons()
+
+    def _onSegmentFailed(self, message, cancelled=False) -> None:
+        self._segmentRun = None
+        self.ui.segmentProgressBar.setVisible(False)
+        self.ui.segmentStatusLabel.setText(message)
+        if not cancelled:
+            logging.error("RadGPT segmentation failed: %s", message)
+            slicer.util.errorDisplay(_("RadGPT segmentation failed: {message}").format(message=message))
+        self._updateButtons()
+
+    # ------------------------------------------------------------ narrative
+    def _loadNarrativeSettings(self) -> None:
+        settings = qt.QSettings()
+        self.ui.endpointLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "endpoint", "") or ""))
+        self.ui.modelLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "model", "") or ""))
+        self.ui.examplesLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "examples", "") or ""))
+        self.ui.narrativeOptInCheckBox.setChecked(slicer.util.toBool(settings.value(SETTINGS_PREFIX + "optIn", False)))
+
+    def _onNarrativeSettingsChanged(self, *args) -> None:
+        settings = qt.QSettings()
+        settings.setValue(SETTINGS_PREFIX + "endpoint", self.ui.endpointLineEdit.property("text"))
+        settings.setValue(SETTINGS_PREFIX + "optIn", self.ui.narrativeOptInCheckBox.isChecked())
+        self._updateButtons()
+
+    def _narrativeSettings(self) -> dict:
+        settings = {"endpoint": self.ui.endpointLineEdit.property("text"),
+                    "model": self.ui.modelLineEdit.property("text"),
+                    "examples": self.ui.examplesLineEdit.property("text")}
+        store = qt.QSettings()
+        for key, value in settings.items():
+            store.setValue(SETTINGS_PREFIX + key, value)
+        return settings
+
+    def onNarrativeButton(self) -> None:
+        from RadGPTSlicerLib.narrative_job import narrative_job
+
+        if not self.ui.narrativeOptInCheckBox.isChecked() or self._findings is None:
+            return
+        job = narrative_job(self._findings, self._narrativeSettings())
+        self.ui.narrativeCheckLabel.setText(_("Writing the narrative..."))
+        self._narrativeJob = self.sideJobs.submit(job, on_done=self._onNarrativeDone,
+                                                  on_error=self._onNarrativeFailed, name="narrative")
+        self._updateButtons()
+
+    def onNarrativeCancel(self) -> None:
+        if self._narrativeJob is not None:
+            self._narrativeJob.cancel()
+
+    def _onNarrativeDone(self, shown) -> None:
+        self._narrativeJob = None
+        self.ui.narrativeBrowser.setPlainText(shown.text)
+        self.ui.narrativeCheckLabel.setText(shown.check_text)
+        self.ui.narrativeCheckLabel.setStyleSheet("" if shown.accepted else "color: #c06000; font-weight: bold;")
+        self._updateButtons()
+
+    def _onNarrativeFailed(self, exc) -> None:
+        from RadGPTSlicerLib.jobs import Cancelled
+
+        self._narrativeJob = None
+        if isinstance(exc, Cancelled):
+            self.ui.narrativeCheckLabel.setText(_("Narrative cancelled; the structured report stands."))
+        else:
+            self.ui.narrativeCheckLabel.setText(_("No narrative; the structured report stands."))
+            self._reportError(_("The narrative could not be written:"), exc)
+        self._updateButtons()
+
+    # -------------------------------------------------------------- export
+    def _runExport(self, what, fn) -> None:
+        session = self.controller.session
+        if session is None:
+            return
+        self.ui.exportStatusLabel.setText(_("{what}...").format(what=what))
+        self.controller.jobs.submit(lambda ctx: fn(session), on_done=self._onExportDone,
+                                    on_error=lambda exc: self._onExportFailed(what, exc), name=what)
+
+    def _onExportDone(self, message) -> None:
+        self.ui.exportStatusLabel.setText(message)
+        logging.info("RadGPT: %s", message)
+
+    def _onExportFailed(self, what, exc) -> None:
+        self.ui.exportStatusLabel.setText(_("{what} failed.").format(what=what))
+        self._reportError(_("{what} failed:").format(what=what), exc)
+
+    def onSaveCase(self) -> None:
+        from RadGPTSlicerLib.export import save_case
+
+        folder = self.ui.outputFolderLineEdit.property("text")
+        self._runExport(_("Save case"), lambda session: save_case(session, folder))
+
+    def onAddToDataset(self) -> None:
+        from RadGPTSlicerLib.export import add_to_dataset
+
+        folder = self.ui.outputFolderLineEdit.property("text")
+        dataset = self.ui.datasetFolderLineEdit.property("text")
+        self._runExport(_("Add to dataset"), lambda session: add_to_dataset(session, folder, dataset))
+
+    def onExportDicom(self) -> None:
+        from RadGPTSlicerLib.export import export_dicom
+
+        files = self.logic.dicomSeriesFiles(self._sourceVolumeNode)
+        folder = self.ui.outputFolderLineEdit.property("text")
+        self._runExport(_("DICOM export"), lambda session: export_dicom(session, files, folder))
 
 
 #
@@ -387,13 +663,12 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
-    """Slicer-side logic: node access for the adapter, dependencies, calipers.
+    """Slicer-side logic: reading nodes (GUI thread), the segmentation runner, calipers.
 
     Usable without the widget, e.g. from the Python console::
 
         logic = slicer.util.getModuleLogic("RadGPTSlicer")
         findings = logic.computeFindings(volumeNode, segmentationNode, "venous")
-        print(findings.to_json())
     """
 
     def __init__(self) -> None:
@@ -402,19 +677,20 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return RadGPTSlicerParameterNode(super().getParameterNode())
 
-    # ------------------------------------------------------------ Slicer facts
     @staticmethod
-    def binaryLabelmapName() -> str:
-        return slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    def segmentEvents() -> list:
+        """vtkSegmentation events after which findings may be out of date; each carries the segment ID.
 
-    @staticmethod
-    def segmentationEvents() -> list:
-        """vtkSegmentation events after which the findings may be out of date."""
+        RepresentationModified (not SourceRepresentationModified) because its call data
+        is always the segment ID; SourceRepresentationModified sometimes carries a
+        labelmap object (vtkSegmentation.cxx).  Undo restores segments through
+        vtkSegment::Modified, i.e. SegmentModified.
+        """
         return [
             slicer.vtkSegmentation.SegmentAdded,
             slicer.vtkSegmentation.SegmentRemoved,
-            slicer.vtkSegmentation.SegmentModified,  # name changes (voxel edits come as SourceRepresentationModified)
-            slicer.vtkSegmentation.SourceRepresentationModified,
+            slicer.vtkSegmentation.SegmentModified,
+            slicer.vtkSegmentation.RepresentationModified,
         ]
 
     # ------------------------------------------------------------ dependencies
@@ -423,7 +699,7 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
         return os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "requirements.txt")
 
     def ensureDependencies(self) -> None:
-        """Install the Python packages RadGPTLogic needs and Slicer lacks (nibabel, jinja2)."""
+        """Install the Python packages RadGPTLogic needs and Slicer lacks (after the user agrees)."""
         path = self.requirementsPath()
         try:
             import slicer.packaging as packaging  # Slicer >= 5.12
@@ -434,36 +710,104 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
             return
         with open(path) as f:
             requirements = [line.strip() for line in f if line.strip() and not line.startswith(("#", "-"))]
-        missing = [r for r in requirements if importlib.util.find_spec(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]) is None]
+        missing = [r for r in requirements
+                   if importlib.util.find_spec(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]) is None]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(
-                _("RadGPT needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing))
-            ):
+                    _("RadGPT needs these Python packages: {packages}. Install them now?").format(
+                        packages=", ".join(missing))):
                 raise RuntimeError("required Python packages are missing: " + ", ".join(missing))
             slicer.util.pip_install(missing)
 
-    # ------------------------------------------------------------ computation
-    def buildEngine(self, volumeNode, segmentationNode, phase: str = "unknown"):
-        """Read the CT and every reportable segment into a Case; return an Engine over it."""
-        from RadGPTLogic.engine import Engine
-        from RadGPTSlicerLib.adapter import case_from_nodes
+    # ------------------------------------------------------- reading (GUI thread)
+    def ijkToRas(self, volumeNode) -> np.ndarray:
+        from RadGPTSlicerLib.adapter import ijk_to_ras
+
+        return ijk_to_ras(volumeNode, vtk.vtkMatrix4x4)
+
+    def snapshotSegments(self, segmentationNode, volumeNode, segmentIds=None):
+        """Copies of the layers holding ``segmentIds`` (all when None), all names, full-export crops.
+
+        GUI thread, no scene node created; a layer off the CT's lattice is read through
+        ``slicer.util.arrayFromSegmentBinaryLabelmap`` (full CT extent; slow) with a warning.
+        """
+        from RadGPTSlicerLib.adapter import read_segment_ijk, segment_names
+        from RadGPTSlicerLib.layers import ijk_crop_to_canonical, snapshot_layers
+
+        names = segment_names(segmentationNode)
+        ids = list(names) if segmentIds is None else [s for s in segmentIds if s in names]
+        ijkToRas = self.ijkToRas(volumeNode)
+        snapshots, unreadable = snapshot_layers(segmentationNode, ids, slicer.util, ijkToRas, vtk.vtkMatrix4x4)
+        fullCrops = {}
+        if unreadable:
+            logging.warning("RadGPT: segments %s are not on the CT's voxel grid; they are exported to the CT grid "
+                            "after each edit (slow). Set the segmentation geometry from the CT to avoid this.",
+                            ", ".join(unreadable))
+            from RadGPTLogic.geometry import canonical_orientation
+
+            ornt = canonical_orientation(ijkToRas)
+            for segmentId in unreadable:
+                mask = read_segment_ijk(segmentationNode, segmentId, volumeNode, slicer.util)
+                fullCrops[segmentId] = ijk_crop_to_canonical(mask, (0, 0, 0), mask.shape, ornt)
+        return snapshots, names, fullCrops
+
+    def prepareSession(self, volumeNode, segmentationNode, phase: str = "unknown"):
+        """Copy the CT and every segment now (GUI thread); return the job that measures them.
+
+        The returned ``build(context)`` runs on a worker thread and returns
+        ``(MeasurementSession, UpdateResult)``.
+        """
+        from RadGPTSlicerLib.adapter import kji_to_ijk
+        from RadGPTSlicerLib.session import MeasurementSession
 
         if not volumeNode or not segmentationNode:
             raise ValueError("a CT volume and a segmentation are needed")
-        # Segmentations loaded as closed surfaces get a labelmap first (no-op when present).
         segmentationNode.CreateBinaryLabelmapRepresentation()
-        case = case_from_nodes(volumeNode, segmentationNode, slicer.util, matrix_factory=vtk.vtkMatrix4x4)
-        return Engine(case, phase)
+        ijkToRas = self.ijkToRas(volumeNode)
+        ct = kji_to_ijk(np.array(slicer.util.arrayFromVolume(volumeNode), copy=True))
+        snapshots, names, fullCrops = self.snapshotSegments(segmentationNode, volumeNode, None)
+        caseId, volumeName = volumeNode.GetName() or "slicer_case", volumeNode.GetName()
+        transformed = volumeNode.GetParentTransformNode() is not None
 
-    def computeFindings(self, volumeNode, segmentationNode, phase: str = "unknown"):
-        """One-shot findings (a RadGPTLogic Findings object) for a volume and a segmentation."""
-        return self.buildEngine(volumeNode, segmentationNode, phase).compute()
+        def build(context):
+            context.report(0.1, _("Reading the CT and {n} segment(s)...").format(n=len(names)))
+            session = MeasurementSession(caseId, ct, ijkToRas, phase, volumeName)
+            if transformed:
+                session.case.warnings.append(f"volume '{volumeName}' is under a transform: positions are in the "
+                                             "volume's own (untransformed) RAS")
+            context.check()
+            context.report(0.4, _("Measuring..."))
+            result = session.apply(snapshots, names, fullCrops, force=True)
+            context.report(1.0, _("Done."))
+            return session, result
 
-    def readSegment(self, segmentationNode, segmentId, volumeNode, case):
-        """One segment, re-read after an edit, as a Crop in ``case``'s canonical frame."""
-        from RadGPTSlicerLib.adapter import segment_crop_for_engine
+        return build
 
-        return segment_crop_for_engine(segmentationNode, segmentId, volumeNode, slicer.util, case)
+    def computeFindings(self, volumeNode, segmentationNode, phase: str = "unknown") -> dict:
+        """One-shot findings dict (``Findings.to_dict()``), computed on the calling thread."""
+        from RadGPTSlicerLib.jobs import JobContext
+
+        _session, result = self.prepareSession(volumeNode, segmentationNode, phase)(JobContext())
+        return result.findings
+
+    # ------------------------------------------------------------ segmentation
+    def segmentationRunner(self, device: str = "auto"):
+        """The segmentation stage's runner (a separate process; Slicer's Python runs the worker)."""
+        from RadGPTSlicerLib.segment_stage import make_runner
+
+        return make_runner(device)
+
+    @staticmethod
+    def dicomSeriesFiles(volumeNode):
+        """Files of the DICOM series the volume was loaded from (Slicer's DICOM database), or None."""
+        if volumeNode is None:
+            return None
+        uids = volumeNode.GetAttribute("DICOM.instanceUIDs")
+        database = getattr(slicer, "dicomDatabase", None)
+        if not uids or database is None:
+            return None
+        files = [database.fileForInstance(uid) for uid in uids.split()]
+        return files if files and all(files) else None
 
     # ------------------------------------------------------------ navigation
     def caliperNode(self, role: str):
@@ -498,7 +842,7 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
                 node.GetNthControlPointPositionWorld(1, end)
                 focusWorld = [(a + b) / 2.0 for a, b in zip(start, end)]
         if volumeNode is not None:
-            slicer.util.setSliceViewerLayers(background=volumeNode)  # the lesion is seen on its own CT
+            slicer.util.setSliceViewerLayers(background=volumeNode)
         if focusWorld is not None:
             slicer.modules.markups.logic().JumpSlicesToLocation(*focusWorld, True)
 
@@ -509,10 +853,9 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
 
 
 class RadGPTSlicerTest(ScriptedLoadableModuleTest):
-    """Self-test: a synthetic CT and segmentation built in the scene, measured through the real
-    Slicer calls (arrayFromVolume, arrayFromSegmentBinaryLabelmap, GetIJKToRASMatrix)."""
+    """Self-test in Slicer: a synthetic CT and a shared-layer segmentation built in the scene,
+    measured through the real Slicer calls; then an edit is measured again."""
 
-    # Grid (k, j, i), LPS-like voxel axes as DICOM CTs have them: i -> left, j -> posterior.
     SHAPE_KJI = (24, 48, 56)
     IJK_TO_RAS = np.array([
         [-0.75, 0.0, 0.0, 40.0],
@@ -527,98 +870,33 @@ class RadGPTSlicerTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_LesionDiameterFromNodes()
-        self.setUp()
-        self.test_LiveUpdateAfterEdit()
-
-    def _makeScene(self):
-        ct = np.full(self.SHAPE_KJI, -100, np.int16)
-        liver = np.zeros(self.SHAPE_KJI, np.uint8)
-        liver[4:20, 8:40, 10:50] = 1
-        spleen = np.zeros(self.SHAPE_KJI, np.uint8)
-        spleen[6:16, 41:47, 12:30] = 1
-        tumor = np.zeros(self.SHAPE_KJI, np.uint8)
-        # 20 x 12 voxels in plane (15 x 9 mm), 6 slices
-        tumor[8:14, 18:30, 20:40] = 1
-        ct[liver > 0] = 60
-        ct[spleen > 0] = 50
-        ct[tumor > 0] = 20
-        volumeNode = slicer.util.addVolumeFromArray(ct, self.IJK_TO_RAS, name="RadGPT test CT")
-        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "RadGPT test segmentation")
-        segmentationNode.CreateDefaultDisplayNodes()
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        segmentIds = {}
-        for name, mask in (("liver", liver), ("spleen", spleen), ("liver_tumor", tumor)):
-            segmentIds[name] = segmentationNode.GetSegmentation().AddEmptySegment(name, name)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentIds[name], volumeNode)
-        return volumeNode, segmentationNode, segmentIds, ct, liver, tumor
 
     def test_LesionDiameterFromNodes(self):
         self.delayDisplay("Measuring a synthetic liver tumour through Slicer nodes")
-        from RadGPTLogic.case import Case
-        from RadGPTLogic.engine import Engine
+        ct = np.full(self.SHAPE_KJI, -100, np.int16)
+        labels = np.zeros(self.SHAPE_KJI, np.uint8)
+        labels[4:20, 8:40, 10:50] = 1   # liver
+        labels[6:16, 41:47, 12:30] = 2  # spleen
+        labels[8:14, 18:30, 20:40] = 3  # tumour: 20 x 12 voxels in plane (15 x 9 mm), 6 slices
+        for value, hu in ((1, 60), (2, 50), (3, 20)):
+            ct[labels == value] = hu
+        volumeNode = slicer.util.addVolumeFromArray(ct, self.IJK_TO_RAS, name="RadGPT test CT")
+        labelNode = slicer.util.addVolumeFromArray(labels, self.IJK_TO_RAS, name="labels",
+                                                   nodeClassName="vtkMRMLLabelMapVolumeNode")
+        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "RadGPT test segmentation")
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelNode, segmentationNode)
+        segmentation = segmentationNode.GetSegmentation()
+        for index, name in enumerate(("liver", "spleen", "liver_tumor")):
+            segmentation.GetNthSegment(index).SetName(name)
 
-        volumeNode, segmentationNode, _ids, ct, liver, tumor = self._makeScene()
-        findings = RadGPTSlicerLogic().computeFindings(volumeNode, segmentationNode, "venous").to_dict()
+        findings = RadGPTSlicerLogic().computeFindings(volumeNode, segmentationNode, "venous")
         self.assertEqual(len(findings["lesions"]), 1)
         lesion = findings["lesions"][0]
-
-        # Known value: the 0.5 iso-contour of a 15 x 9 mm voxel rectangle has its corners cut by
-        # half a voxel (0.75 mm), so its longest chord is hypot(15, 9 - 0.75) mm.
+        # The 0.5 iso-contour of a 15 x 9 mm voxel rectangle has its corners cut by half a
+        # voxel (0.75 mm), so its longest chord is hypot(15, 9 - 0.75) mm.
         self.assertAlmostEqual(lesion["longest_diameter_mm"], float(np.hypot(15.0, 8.25)), places=3)
         self.assertAlmostEqual(lesion["volume_ml"], 20 * 12 * 6 * 0.75 * 0.75 * 2.0 / 1000.0, places=6)
         self.assertAlmostEqual(lesion["mean_hu"], 20.0, places=3)
-
-        # Same numbers as the core computes from the numpy arrays directly.
-        reference = Engine(Case.from_arrays("reference", self.IJK_TO_RAS,
-                                            {"liver": liver.T > 0, "liver_tumor": tumor.T > 0}, ct=ct.T),
-                           "venous").compute().to_dict()["lesions"][0]
-        for key in ("longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml", "slice_index"):
-            self.assertAlmostEqual(lesion[key], reference[key], places=6)
-        self.assertEqual(lesion["calipers_ras_mm"], reference["calipers_ras_mm"])
-
         RadGPTSlicerLogic().showLesion(lesion, volumeNode)
-        self.delayDisplay("Test passed")
-
-    def test_LiveUpdateAfterEdit(self):
-        self.delayDisplay("Live update: only the edited segment is read again")
-        from RadGPTSlicerLib.live_update import LiveUpdateController
-        from RadGPTSlicerLib.adapter import segment_mtime, segment_names
-
-        volumeNode, segmentationNode, ids, _ct, _liver, tumor = self._makeScene()
-        logic = RadGPTSlicerLogic()
-
-        class ManualTimer:
-            def __init__(self, callback):
-                self.callback, self.active = callback, False
-
-            def start(self):
-                self.active = True
-
-            def stop(self):
-                self.active = False
-
-        reads, results = [], []
-        controller = LiveUpdateController(
-            timer_factory=ManualTimer,
-            list_segments=lambda: segment_names(segmentationNode),
-            read_segment=lambda sid: reads.append(sid) or logic.readSegment(
-                segmentationNode, sid, volumeNode, controller.engine.case),
-            segment_mtime=lambda sid: segment_mtime(segmentationNode, sid, logic.binaryLabelmapName()),
-            on_findings=lambda f: results.append(f.to_dict()),
-        )
-        controller.reset(lambda: logic.buildEngine(volumeNode, segmentationNode, "venous"))
-        before = results[-1]["lesions"][0]["longest_diameter_mm"]
-
-        grown = tumor.copy()
-        grown[8:14, 18:30, 20:46] = 1  # 6 voxels (4.5 mm) longer along i
-        slicer.util.updateSegmentBinaryLabelmapFromArray(grown, segmentationNode, ids["liver_tumor"], volumeNode)
-        controller.mark_dirty()
-        self.assertTrue(controller.timer.active)
-        controller.timer.callback()  # what the QTimer does after UPDATE_DELAY_MS
-
-        after = results[-1]["lesions"][0]["longest_diameter_mm"]
-        self.assertIn(ids["liver_tumor"], reads)
-        self.assertAlmostEqual(after, float(np.hypot(19.5, 8.25)), places=3)
-        self.assertGreater(after, before)
-        self.assertGreater(controller.engine.stats["hits"], 0)  # the untouched spleen came from the cache
         self.delayDisplay("Test passed")

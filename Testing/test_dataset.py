@@ -257,7 +257,7 @@ def _test_runner(case_dir, out_dir, **kw):
         time.sleep(60)
     if name.endswith("4"):
         os.kill(os.getpid(), signal.SIGKILL)
-    from RadGPTLogic.cli import run_report
+    from RadGPTLogic.pipeline import run_report
 
     return run_report(case_dir, out_dir, **kw)
 

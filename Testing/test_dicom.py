@@ -24,16 +24,19 @@ import pytest
 
 from RadGPTLogic.case import Case
 from RadGPTLogic.errors import InputError
+from RadGPTLogic.io.assemble import case_with_dicom_ct
 from RadGPTLogic.io.dicom import (
     INSTALL_HINT,
-    case_with_dicom_ct,
     is_dicom_folder,
     list_dicom_series,
     read_dicom_series,
     read_dicom_series_info,
 )
-from RadGPTLogic.io.labelmaps import case_from_labelmap, source_affine, write_case_folder
-from RadGPTLogic.io.nifti import from_canonical, grid_deviation_mm, read_nifti
+from RadGPTLogic.geometry import source_affine
+from RadGPTLogic.io.casefolder import load_case, write_case_folder
+from RadGPTLogic.io.labelmaps import case_from_labelmap
+from RadGPTLogic.geometry import from_canonical, grid_deviation_mm
+from RadGPTLogic.io.nifti import read_nifti
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -239,7 +242,7 @@ def test_dicom_case_folder_round_trip(series_dir, seg_path, tmp_path):
     out = write_case_folder(case, tmp_path / "rt")
     ct = nib.load(str(out / "ct.nii.gz"))
     assert nib.aff2axcodes(ct.affine) == ("L", "P", "S") and ct.get_data_dtype() == np.int16
-    again = Case.from_folder(out)
+    again = load_case(out)
     assert again.shape == case.shape and np.allclose(again.affine, case.affine, atol=1e-4)
     _check_readme_figures(again)
 

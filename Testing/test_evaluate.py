@@ -212,7 +212,7 @@ def test_rule_extractor_reads_our_structured_report():
 
 def test_rule_extractor_agrees_with_the_report_command(simple_case, tmp_path):
     """Labels read back from our own report.txt match its findings.json (organ and size to the printed 1 mm)."""
-    from RadGPTLogic.cli import run_report
+    from RadGPTLogic.pipeline import run_report
 
     findings = run_report(simple_case, tmp_path / "out").to_dict()
     labels = extract_labels((tmp_path / "out" / "report.txt").read_text())
@@ -501,8 +501,8 @@ def test_cli_end_to_end_on_report_csvs(tmp_path, capsys):
     # Pancreas: c3 is uncertain in the prediction: left out by default.
     assert "| Pancreas | all | 0 / 3 | n/a (0/0) |" in captured.out and "Pancreas: 1 excluded as uncertain" in captured.out
     assert "only in PRED" in captured.err and "c5" in captured.err and "c6" in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["labels_pred.csv", "labels_truth.csv", "metrics.csv",
-                                                     "metrics.md"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "labels_pred.csv", "labels_truth.csv", "metrics.csv", "metrics.md"]
     pred_labels = {r["case_id"]: r for r in csv.DictReader(open(out / "labels_pred.csv"))}
     assert set(pred_labels) == {"c1", "c2", "c3", "c4"}
     assert (pred_labels["c1"]["liver"], pred_labels["c1"]["liver_mm"]) == ("yes", "31")

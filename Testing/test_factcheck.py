@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from RadGPTLogic.cli import run_report
+from RadGPTLogic.pipeline import run_report
 from RadGPTLogic.phantom import build_phantom, staging_lesions, write_case
 from RadGPTLogic.report.factcheck import ERROR_KINDS, check_narrative, number_matches
 from RadGPTLogic.report.structured import render_text

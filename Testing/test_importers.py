@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from RadGPTLogic.io.casefolder import load_case, write_case_folder
 from RadGPTLogic.case import Case
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.io.label_tables import (
@@ -26,7 +27,7 @@ from RadGPTLogic.io.label_tables import (
     LabelTable,
     load_table,
 )
-from RadGPTLogic.io.labelmaps import case_from_labelmap, read_embedded_label_names, write_case_folder
+from RadGPTLogic.io.labelmaps import case_from_labelmap, read_embedded_label_names
 from RadGPTLogic.io.segnrrd import case_from_seg_nrrd
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -524,7 +525,7 @@ def test_write_case_folder_round_trip_amos(tmp_path):
     out = write_case_folder(case, tmp_path / "AMOS_0013")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["AMOS_0013"]   # no temp left over
     assert not (out / "ct.nii.gz").exists()
-    back = Case.from_folder(out)
+    back = load_case(out)
     assert_same_crops(case, back)
 
     # Written in the source file's own orientation and grid, voxel for voxel.
@@ -539,7 +540,7 @@ def test_write_case_folder_round_trip_amos(tmp_path):
 def test_write_case_folder_with_ct_round_trip(tmp_path):
     case = case_from_labelmap(real(*TS_SEG), ct_path=real(*TS_CT))
     out = write_case_folder(case, tmp_path / "ts_case")
-    back = Case.from_folder(out)
+    back = load_case(out)
     assert_same_crops(case, back)
     original = nib.load(str(real(*TS_CT)))
     written = nib.load(str(out / "ct.nii.gz"))
@@ -558,7 +559,7 @@ def test_write_case_folder_scaled_ct_keeps_hu(tmp_path):
     case = case_from_labelmap(lab_path, table={"3": "pancreas"}, ct_path=tmp_path / "ct.nii.gz")
     assert case.ct_inter == -1024.0
     out = write_case_folder(case, tmp_path / "out" / "scaled")
-    back = Case.from_folder(out)
+    back = load_case(out)
     whole = tuple(slice(None) for _ in range(3))
     np.testing.assert_array_equal(back.hu(whole), case.hu(whole))
     assert_same_crops(case, back)

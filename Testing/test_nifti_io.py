@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from RadGPTLogic.errors import InputError
-from RadGPTLogic.io.nifti import from_canonical, read_nifti, to_canonical
+from RadGPTLogic.geometry import from_canonical, to_canonical
+from RadGPTLogic.io.nifti import read_nifti
 
 from conftest import real_path
 

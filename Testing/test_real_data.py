@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.case import Case
 from RadGPTLogic.measure.hu import hu_stats
 
@@ -81,7 +82,7 @@ def test_cut_organs_are_incomplete(ct_sm_findings):
 
 def test_whole_mask_mean_hu_matches_totalsegmentator(ct_sm_case, ts_stats):
     """Our HU statistics code on the whole mask reproduces TotalSegmentator's `intensity`."""
-    case = Case.from_folder(ct_sm_case)
+    case = load_case(ct_sm_case)
     for name, ts_name in (("pancreas", "pancreas"), ("liver", "liver"), ("spleen", "spleen")):
         crop = case.crop(name)
         stats = hu_stats(case.hu(crop.slices), crop.mask)
@@ -107,7 +108,7 @@ def test_full_ct_masks_only_lps_file(tmp_path):
     shutil.copy(src / "ct_cropped.nii.gz", case / "ct.nii.gz")
     for name in ("aorta", "celiac_trunk", "superior_mesenteric_artery"):
         shutil.copy(src / f"{name}.nii.gz", case / "segmentations" / f"{name}.nii.gz")
-    loaded = Case.from_folder(case)
+    loaded = load_case(case)
     # Independent: voxel count x voxel volume straight from nibabel.
     img = nib.load(src / "aorta.nii.gz")
     expected = np.count_nonzero(np.asarray(img.dataobj)) * abs(np.linalg.det(img.affine[:3, :3])) / 1000

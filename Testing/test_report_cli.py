@@ -253,14 +253,16 @@ def test_institution_templates_option(simple_case, tmp_path):
 
 
 def test_rerun_removes_outputs_made_from_changed_findings(simple_case, tmp_path):
+    from RadGPTLogic.io.atomic import write_files_atomically
+
     out = tmp_path / "out"
     run_cli("report", simple_case, "--out", out, check=True)
-    (out / "narrative.txt").write_text("old narrative")
+    write_files_atomically(out, {"narrative.txt": "old narrative"})  # as `radgpt narrative` writes it
     (out / "derived").mkdir()
-    (out / "derived" / "pancreas_head.nii.gz").write_bytes(b"old")
+    (out / "derived" / "my_own_mask.nii.gz").write_bytes(b"mine")  # the user's files are never touched
+    (out / "notes.txt").write_text("my notes")
     run_cli("report", simple_case, "--out", out, check=True)  # same findings: narrative kept
-    assert (out / "narrative.txt").exists()
-    assert not (out / "derived" / "pancreas_head.nii.gz").exists()  # not derived this time
+    assert (out / "narrative.txt").read_text() == "old narrative"
     mask = simple_case / "segmentations" / "spleen.nii.gz"
     img = nib.load(mask)
     arr = np.asarray(img.dataobj).copy()
@@ -269,4 +271,6 @@ def test_rerun_removes_outputs_made_from_changed_findings(simple_case, tmp_path)
     proc = run_cli("report", simple_case, "--out", out, check=True)
     assert not (out / "narrative.txt").exists()
     assert "narrative.txt: removed" in proc.stderr
+    assert (out / "derived" / "my_own_mask.nii.gz").read_bytes() == b"mine"
+    assert (out / "notes.txt").read_text() == "my notes"
     assert oct((out).stat().st_mode & 0o777) != oct(0o700)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.case import Case
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.phantom import LesionSpec, build_phantom, default_lesions, staging_lesions, write_case
@@ -75,7 +76,7 @@ def test_cha_is_the_right_hand_branch_in_any_storage(tmp_path, staged, axcodes, 
     names = [n for n in staged.masks if n not in SEPARATE_ARTERIES]
     case_dir = write_case(staged, tmp_path, case_id="S", axcodes=axcodes, axis_order=order,
                           extra_masks=extra, names=names)
-    case = Case.from_folder(case_dir)
+    case = load_case(case_dir)
     vessels = resolve_vessels(case)
 
     def x_of(crop):

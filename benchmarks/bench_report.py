@@ -49,6 +49,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, total, file=sys.stderr
 
 REPORT_CODE = r"""
 import resource, sys
+from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.cli import main
 rc = main(["report", sys.argv[1], "--out", sys.argv[2], "--phase", "venous"])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
@@ -60,7 +61,7 @@ BREAKDOWN_CODE = r"""
 import cProfile, json, pstats, sys, time
 from RadGPTLogic.case import Case
 from RadGPTLogic.engine import Engine
-case = Case.from_folder(sys.argv[1])
+case = load_case(sys.argv[1])
 prof = cProfile.Profile()
 t0 = time.perf_counter()
 prof.enable()

@@ -1,6 +1,6 @@
 """Dataset building: ``radgpt batch`` over many case folders and ``radgpt export-triplets``.
 
-- :mod:`.batch`: find case folders under a root, run :func:`RadGPTLogic.cli.run_report`
+- :mod:`.batch`: find case folders under a root, run :func:`RadGPTLogic.pipeline.run_report`
   for each in a pool of worker processes (one case per worker at a time), and record
   every case's outcome in ``batch_summary.csv`` / ``batch_summary.json``.
 - :mod:`.triplets`: turn the batch outputs into a CT-mask-report dataset with

@@ -43,7 +43,6 @@ batch process decides), so a Ctrl-C in the terminal does not kill them mid-case.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -57,8 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-
-PHASE_CHOICES = ("non-contrast", "arterial", "venous", "delayed", "unknown")
+from ..rules import PHASES, normalise_phase
 
 STATUSES = ("ok", "failed", "timeout", "skipped", "cancelled")
 
@@ -67,47 +65,16 @@ SUMMARY_COLUMNS = (
     "phase", "note", "case_dir",
 )
 
-CT_NAMES = ("ct.nii.gz", "ct.nii")
-MASK_SUFFIXES = (".nii.gz", ".nii")
 
 # Exit codes of an interrupted batch (shell convention 128 + signal number).
 _EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
-# ============================================================================ phases
-
-_PHASE_ALIASES = {
-    "non-contrast": (
-        "non contrast", "noncontrast", "plain", "native", "unenhanced", "non enhanced", "nonenhanced",
-        "pre contrast", "precontrast", "nc",
-    ),
-    "arterial": ("arterial", "late arterial", "early arterial", "arterial phase", "art"),
-    "venous": ("venous", "portal venous", "portal", "portalvenous", "pv", "venous phase", "portal venous phase"),
-    "delayed": ("delayed", "delay", "delayed phase", "late", "equilibrium"),
-    "unknown": ("unknown", "", "nan", "none", "null", "na", "n/a", "-"),
-}
-_PHASE_LOOKUP = {alias: phase for phase, aliases in _PHASE_ALIASES.items() for alias in aliases}
+# ============================================================================ tables
 
 
 def _norm_key(text: str) -> str:
+    """A table header or id for comparison: lower case, ``_``/``-`` as spaces, spaces squeezed."""
     return " ".join(str(text).strip().lower().replace("_", " ").replace("-", " ").split())
-
-
-def normalise_phase(value) -> str | None:
-    """The CLI's ``--phase`` value for ``value``, or None when it is not a phase.
-
-    Accepts the CLI's own values and RadGPT's metadata spellings (``Plain``,
-    ``Venous``, ``Arterial``, ``Delay``), case and separators ignored; empty and
-    ``NaN`` mean ``unknown``.
-    """
-    if value is None:
-        return "unknown"
-    key = _norm_key(value)
-    if key.replace(" ", "-") in PHASE_CHOICES:
-        return key.replace(" ", "-")
-    return _PHASE_LOOKUP.get(key)
-
-
-# ============================================================================ tables
 
 _ID_HEADERS = {"case id", "case", "id", "bdmap id", "bdmap", "caseid", "case name", "name"}
 _PHASE_HEADERS = {"phase", "ct phase", "contrast phase", "contrast"}
@@ -163,7 +130,7 @@ def read_phase_csv(path) -> dict:
         phase = normalise_phase(raw)
         if phase is None:
             raise InputError(path, f"line {line}: unknown phase {raw!r} for {case_id} "
-                                   f"(expected one of {', '.join(PHASE_CHOICES)}, or Plain/Venous/Arterial/Delay)")
+                                   f"(expected one of {', '.join(PHASES)}, or Plain/Venous/Arterial/Delay)")
         if case_id in out and out[case_id] != phase:
             raise InputError(path, f"line {line}: {case_id} has two phases ({out[case_id]} and {phase})")
         out[case_id] = phase
@@ -205,7 +172,9 @@ def _is_case(path: Path) -> bool:
 
 
 def _looks_like_case(path: Path) -> bool:
-    return path.name.upper().startswith("BDMAP_") or any((path / n).is_file() for n in CT_NAMES)
+    from ..io.casefolder import CT_FILE_NAMES
+
+    return path.name.upper().startswith("BDMAP_") or any((path / n).is_file() for n in CT_FILE_NAMES)
 
 
 def discover_cases(root, exclude=()) -> list:
@@ -266,36 +235,12 @@ def discover_cases(root, exclude=()) -> list:
 # ============================================================================ one case
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def current_inputs(case_dir) -> dict:
-    """The files ``run_report`` would read for ``case_dir``: relative path -> absolute Path.
+    """The files ``run_report`` would read for ``case_dir``: relative path -> Path
+    (the one definition in :mod:`RadGPTLogic.io.casefolder`)."""
+    from ..io.casefolder import relative_inputs
 
-    The CT (``ct.nii.gz``, else ``ct.nii``) and every mask in ``segmentations/``
-    whose name is a known structure (unknown and unused names do not change findings).
-    """
-    from ..vocabulary import canonical_name
-
-    case_dir = Path(case_dir)
-    out = {}
-    ct = next((case_dir / n for n in CT_NAMES if (case_dir / n).is_file()), None)
-    if ct is not None:
-        out[ct.name] = ct
-    seg = case_dir / "segmentations"
-    if seg.is_dir():
-        for p in sorted(seg.iterdir()):
-            if not (p.name.endswith(MASK_SUFFIXES) and p.is_file()):
-                continue
-            stem = p.name[: -len(".nii.gz")] if p.name.endswith(".nii.gz") else p.stem
-            if canonical_name(stem) is not None:
-                out[f"segmentations/{p.name}"] = p
-    return out
+    return relative_inputs(case_dir)
 
 
 def recorded_inputs(findings: dict) -> dict | None:
@@ -316,6 +261,8 @@ def recorded_inputs(findings: dict) -> dict | None:
 def input_changes(case_dir, findings: dict) -> list:
     """How the case folder's inputs differ from those findings.json was made from
     (empty when identical): ``["segmentations/liver.nii.gz changed", ...]``."""
+    from ..io.atomic import sha256_file
+
     recorded = recorded_inputs(findings)
     if recorded is None:
         return ["findings.json records no input hashes"]
@@ -324,7 +271,7 @@ def input_changes(case_dir, findings: dict) -> list:
     changes += [f"{rel} removed" for rel in sorted(set(recorded) - set(now))]
     for rel in sorted(set(now) & set(recorded)):
         try:
-            digest = _sha256_file(now[rel])
+            digest = sha256_file(now[rel])
         except OSError:
             digest = None
         if digest != recorded[rel]:
@@ -419,7 +366,7 @@ def process_case(task: dict, opts: _Options) -> dict:
             row["note"] = "recomputed: --force"
         runner = opts.runner
         if runner is None:
-            from ..cli import run_report as runner
+            from ..pipeline import run_report as runner
         findings = runner(task["case_dir"], task["out_dir"], phase=task["phase"], resample=opts.resample,
                           rules=opts.rules, template_dir=opts.template_dir)
         data = findings.to_dict() if hasattr(findings, "to_dict") else findings
@@ -448,7 +395,7 @@ def _worker_main(conn, opts: _Options) -> None:
         except (ValueError, OSError):
             pass
     try:  # pay the import cost before the first case's clock starts
-        from .. import case, cli, engine  # noqa: F401
+        from .. import pipeline  # noqa: F401
     except Exception:  # noqa: BLE001 - the case will report it
         pass
     while True:
@@ -742,17 +689,14 @@ def _run_in_process(tasks, opts, timeout, stop, record) -> None:
 
 
 def _remove_partial_output(out_dir) -> None:
-    """Remove the temporary folders a killed worker's atomic write left beside ``out_dir``
-    (``.<case_id>.tmp-*``, see :func:`RadGPTLogic.io.atomic.write_files_atomically`)."""
-    import shutil
+    """Resolve what a killed worker's write left beside ``out_dir`` (see
+    :func:`RadGPTLogic.io.atomic.recover`): the folder ends whole, old or new."""
+    from ..io.atomic import recover
 
-    out_dir = Path(out_dir)
     try:
-        leftovers = list(out_dir.parent.glob(f".{out_dir.name}.tmp-*"))
+        recover(out_dir)
     except OSError:
-        return
-    for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
+        pass
 
 
 def _run_pool(tasks, opts, workers, timeout, stop, record) -> None:
@@ -863,7 +807,7 @@ def _csv_value(key: str, value) -> str:
 
 def _write_summary(result: BatchResult, root: Path, started_at: str, options: dict) -> None:
     from .. import __version__
-    from ..io.atomic import write_files_atomically
+    from ..io.atomic import atomic_write_file
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -891,7 +835,6 @@ def _write_summary(result: BatchResult, root: Path, started_at: str, options: di
             for row in result.rows
         ],
     }
-    write_files_atomically(result.out, {
-        "batch_summary.csv": buf.getvalue(),
-        "batch_summary.json": json.dumps(summary, indent=2) + "\n",
-    })
+    # One file at a time: the summaries sit beside the case folders, which stay as they are.
+    atomic_write_file(result.out / "batch_summary.csv", buf.getvalue())
+    atomic_write_file(result.out / "batch_summary.json", json.dumps(summary, indent=2) + "\n")

@@ -1,8 +1,7 @@
 """``radgpt batch`` and ``radgpt export-triplets``.
 
 ``register(subparsers)`` adds both to the ``radgpt`` command line (called from
-:func:`RadGPTLogic.cli.build_parser`); :func:`main` runs them on their own
-(``python -m RadGPTLogic.dataset.dataset_cli batch ...``) with the same exit codes.
+:func:`RadGPTLogic.cli.build_parser`; ``python -m RadGPTLogic batch ...`` works too).
 
 Exit codes: ``batch`` 0 when every case is ok or skipped, 1 when any case failed or
 timed out (the summary says which), 130/143 when stopped by SIGINT/SIGTERM (the
@@ -18,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .batch import PHASE_CHOICES
+from ..rules import PHASES
 
 
 def _positive_int(text: str) -> int:
@@ -55,7 +54,7 @@ def register(subparsers) -> None:
     b.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes, one case each at a time (default: number of CPUs; 1 runs in-process)")
     ph = b.add_mutually_exclusive_group()
-    ph.add_argument("--phase", choices=PHASE_CHOICES, default=None, help="contrast phase of every case (default: unknown)")
+    ph.add_argument("--phase", choices=PHASES, default=None, help="contrast phase of every case (default: unknown)")
     ph.add_argument("--phase-csv", metavar="FILE",
                     help="CSV case_id,phase (also RadGPT's 'BDMAP ID','CT Phase' with Plain/Venous/Arterial/Delay); "
                          "cases not listed get unknown")
@@ -141,8 +140,3 @@ def cmd_export_triplets(args) -> int:
           f"-> {result.dest}")
     return 1 if result.excluded else 0
 
-
-if __name__ == "__main__":
-    from ..cli import main
-
-    sys.exit(main())

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from .batch import CT_NAMES, MASK_SUFFIXES, discover_cases, input_changes, recorded_inputs
+from .batch import discover_cases, input_changes, recorded_inputs
 
 LESION_ORGANS = ("liver", "pancreas", "kidney")
 VOLUME_ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right")
@@ -298,13 +298,16 @@ def _export_case(row: dict, out: Path, case_dir: Path, tmp: Path, mode: str, nar
 
     dest_case = tmp / case_id
     dest_case.mkdir()
-    ct = next((case_dir / n for n in CT_NAMES if (case_dir / n).is_file()), None)
-    if ct is not None:
-        _place(ct, dest_case / ct.name, mode, result)
-    seg = case_dir / "segmentations"
-    for p in sorted(seg.iterdir()) if seg.is_dir() else ():
-        if p.name.endswith(MASK_SUFFIXES) and p.is_file():
-            _place(p, dest_case / "segmentations" / p.name, mode, result)
+    from ..io.casefolder import case_folder_files
+
+    try:
+        files = case_folder_files(case_dir)
+    except InputError as exc:
+        raise _LeaveOut(exc.one_line()) from None
+    if files.ct is not None:
+        _place(files.ct, dest_case / files.ct.name, mode, result)
+    for mask in files.masks:
+        _place(mask.path, dest_case / mask.relative, mode, result)
     (dest_case / "findings.json").write_text(findings_text, encoding="utf-8")
     (dest_case / "report.txt").write_text(report_text, encoding="utf-8")
 
@@ -399,11 +402,9 @@ def export_triplets(out, dest, *, cases_root=None, mode: str = "hardlink", narra
         folders = {c.case_id: c.path for c in discover_cases(cases_root) if c.problem is None}
 
     result = ExportResult(dest=dest)
-    parent = dest.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{dest.name}.tmp-{os.getpid()}-{time.time_ns()}"
-    tmp.mkdir()  # not mkdtemp: the dataset gets the usual permissions (umask), not 0700
-    try:
+    from ..io.atomic import staged_folder
+
+    with staged_folder(dest) as tmp:
         rows = {}
         for case in cases:
             case_id = case["case_id"]
@@ -434,25 +435,4 @@ def export_triplets(out, dest, *, cases_root=None, mode: str = "hardlink", narra
         if mode == "hardlink" and result.copied_instead_of_linked:
             say(f"{result.copied_instead_of_linked} file(s) copied: hard links are not possible there "
                 "(another file system?)")
-        _swap_into_place(tmp, dest, existing)
-        tmp = None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return result
-
-
-def _swap_into_place(tmp: Path, dest: Path, existing: bool) -> None:
-    if not existing:
-        if dest.is_dir():
-            dest.rmdir()  # empty
-        os.rename(tmp, dest)
-        return
-    old = dest.resolve().parent / f".{dest.name}.old-{os.getpid()}-{time.time_ns()}"
-    os.rename(dest, old)
-    try:
-        os.rename(tmp, dest)
-    except OSError:
-        os.rename(old, dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -12,9 +12,8 @@ Public API
 :func:`is_dicom_folder` (cheap, needs no optional package),
 :func:`list_dicom_series`, :func:`read_dicom_series_info` (``(Volume, DicomSeriesInfo)``),
 :func:`read_dicom_series` (``Volume`` only; the info's warnings are issued with
-:func:`warnings.warn`) and :func:`case_with_dicom_ct` (a :class:`~RadGPTLogic.case.Case`
-whose reference grid and HU come from the series, the DICOM twin of
-``labelmaps.case_with_ct``).
+:func:`warnings.warn`).  :func:`RadGPTLogic.io.assemble.case_with_dicom_ct` builds a
+case on a series.
 
 Geometry
 --------
@@ -64,7 +63,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .nifti import Volume, canonical_affine, canonical_orientation, to_canonical
+from ..geometry import canonical_affine, canonical_orientation, to_canonical
+from .nifti import Volume
 
 # Relative tolerance on slice steps (and on the sideways drift of slice origins).
 SPACING_TOLERANCE = 0.01
@@ -320,25 +320,6 @@ def read_dicom_series_info(folder, series_uid: str | None = None, *, resample: b
         warnings=info_warnings,
     )
     return volume, info
-
-
-def case_with_dicom_ct(case_id: str, dicom_folder, series_uid: str | None = None, *, resample: bool = False):
-    """A :class:`~RadGPTLogic.case.Case` whose reference grid and HU come from a DICOM series.
-
-    The DICOM twin of ``labelmaps.case_with_ct``: masks and label maps are then
-    checked against (or resampled onto) the series' grid.  ``case.sources["ct"]``
-    records the folder, the series digest and its SeriesInstanceUID; the info's
-    warnings go to ``case.warnings``.
-    """
-    from ..case import Case, check_ct
-
-    volume, info = read_dicom_series_info(dicom_folder, series_uid, resample=resample)
-    check_ct(volume)
-    case = Case._from_reference(case_id, volume)
-    case.ct_raw, case.ct_slope, case.ct_inter = volume.array, volume.slope, volume.inter
-    case.sources["ct"] = [{"path": str(dicom_folder), "sha256": volume.sha256, "series_uid": info.series_uid}]
-    case.warnings.extend(info.warnings)
-    return case
 
 
 # ====================================================================== scanning

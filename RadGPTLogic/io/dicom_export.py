@@ -5,7 +5,7 @@ Public API
 :func:`export_dicom` ``(case, findings, dicom_folder, out_dir, structures=None) -> [seg_path, sr_path]``
 
 ``case`` must have been built on the CT series in ``dicom_folder`` (e.g. with
-:func:`~RadGPTLogic.io.dicom.case_with_dicom_ct` or ``case_from_labelmap(...,
+:func:`~RadGPTLogic.io.assemble.case_with_dicom_ct` or ``case_from_labelmap(...,
 ct_path=dicom_folder)``); ``findings`` is ``Engine(case).compute().to_dict()`` (or a
 ``findings.json`` read back).  Needs ``highdicom`` (``pip install radgpt-slicer[dicom]``).
 
@@ -75,8 +75,8 @@ import numpy as np
 from .. import __version__
 from .. import vocabulary as vocab
 from ..errors import InputError
+from ..geometry import GRID_TOLERANCE_MM, from_canonical, grid_deviation_mm
 from .atomic import write_files_atomically
-from .nifti import GRID_TOLERANCE_MM, from_canonical, grid_deviation_mm
 
 INSTALL_HINT = "DICOM SEG/SR export needs highdicom: pip install radgpt-slicer[dicom]"
 MANUFACTURER = "RadGPT for 3D Slicer"

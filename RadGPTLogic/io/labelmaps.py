@@ -1,34 +1,27 @@
-"""Multi-label NIfTI files in, AbdomenAtlas case folders out.
+"""Multi-label NIfTI files in, :class:`~RadGPTLogic.case.Case` out.
 
 :func:`case_from_labelmap` turns one integer label map (TotalSegmentator, nnU-Net,
-AMOS, AbdomenAtlas 1.1/3.0 ...) plus a label table into a :class:`~RadGPTLogic.case.Case`
-with one :class:`~RadGPTLogic.case.Crop` per canonical structure.
-:func:`write_case_folder` writes any case back as ``ct.nii.gz`` +
-``segmentations/<name>.nii.gz`` on the reference file's own grid and orientation.
+AMOS, AbdomenAtlas 1.1/3.0 ...) plus a label table into a case with one
+:class:`~RadGPTLogic.case.Crop` per canonical structure (written as a case folder
+by :func:`RadGPTLogic.io.casefolder.write_case_folder`).
 
 Frames: the label map is read into the canonical RAS frame
-(:mod:`RadGPTLogic.io.nifti`); all crops are in that frame; files are written back
-in the *source* frame of the case's reference file (``case.ornt``).
-
-The helpers at the bottom (naming, CT loading, lesion bookkeeping) are shared with
-:mod:`RadGPTLogic.io.segnrrd`.
+(:mod:`RadGPTLogic.geometry`); all crops are in that frame.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
-from .. import vocabulary as vocab
-from ..case import Case, Crop, check_ct
+from ..case import Case, Crop
 from ..errors import InputError
+from ..geometry import GRID_TOLERANCE_MM, grid_deviation_mm
+from .assemble import add_absent_lesions, add_named_crop, case_on_volume_grid, case_with_ct, file_stem
 from .label_tables import LabelTable, load_table
-from .nifti import GRID_TOLERANCE_MM, Volume, from_canonical, grid_deviation_mm, read_nifti
+from .nifti import Volume, read_nifti
 
 # Label values above this are indexed through a compact relabelling instead of
 # directly: scipy's find_objects allocates one list entry per value up to the maximum.
@@ -93,7 +86,7 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dico
         case = case_with_ct(case_id, ct_path, dicom_series=dicom_series, dicom_resample=dicom_resample)
         _require_same_grid(case, labels, ct_path)
     else:
-        case = Case._from_reference(case_id, labels)
+        case = case_on_volume_grid(case_id, labels)
 
     label_array, present = _index_labels(labels)
     source = str(seg_path)
@@ -265,129 +258,6 @@ def _crop_of_label(label_array: np.ndarray, ident: int, box) -> Crop:
     return Crop(mask, tuple(int(s.start) for s in box))
 
 
-# ============================================================================ export
-
-def write_case_folder(case: Case, out_dir) -> Path:
-    """Write ``case`` as an AbdomenAtlas case folder (CONTRACT section 1).
-
-    Writes ``out_dir/ct.nii.gz`` (when the case has a CT; stored values, or HU as
-    int16/float32 when the CT had NIfTI scaling) and ``out_dir/segmentations/<name>.nii.gz``
-    (uint8, 0/1) for every structure, all in the orientation and on the voxel grid of
-    the case's reference file (``case.ornt``, ``case.source_shape``): the affine is the
-    reference file's own (up to the float32 precision NIfTI stores).
-
-    Atomic: everything goes into a hidden sibling folder that is renamed to
-    ``out_dir`` at the end, so ``out_dir`` either holds the complete case or does
-    not exist.  ``out_dir`` may exist only when empty.
-
-    Returns ``out_dir``.  Raises :class:`InputError` naming ``out_dir`` when it is not
-    empty or cannot be written.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InputError(out_dir, "output folder exists and is not empty; choose a new folder")
-    for name in case.structures:
-        if Path(name).name != name or name.startswith("."):
-            raise ValueError(f"structure name {name!r} is not a plain file name")
-    affine = source_affine(case.affine, case.ornt, case.source_shape)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
-    try:
-        tmp.mkdir(parents=True)
-        if case.has_ct:
-            _save_nifti(tmp / "ct.nii.gz", _ct_for_writing(case), case.ornt, affine)
-        seg_dir = tmp / "segmentations"
-        seg_dir.mkdir()
-        for name in sorted(case.structures):
-            _save_nifti(seg_dir / f"{name}.nii.gz", _full_mask(case, name), case.ornt, affine)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above); rename() cannot replace it everywhere
-        os.replace(tmp, out_dir)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(out_dir, f"cannot write case folder ({exc})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
-
-
-def source_affine(canonical_affine: np.ndarray, ornt: np.ndarray, source_shape) -> np.ndarray:
-    """Voxel-to-RAS affine of the source (on-disk) frame; inverse of ``nifti.canonical_affine``."""
-    from nibabel.orientations import inv_ornt_aff
-
-    return np.asarray(canonical_affine, float) @ np.linalg.inv(inv_ornt_aff(ornt, source_shape))
-
-
-def _full_mask(case: Case, name: str) -> np.ndarray:
-    """Structure ``name`` as a full-grid uint8 array in the canonical frame."""
-    crop = case.structures[name]
-    full = np.zeros(case.shape, np.uint8)
-    if not crop.is_empty:
-        full[crop.slices] = crop.mask
-    return full
-
-
-def _ct_for_writing(case: Case) -> np.ndarray:
-    """CT values to store, canonical frame.
-
-    nibabel recomputes NIfTI scaling on save, so scaled CTs are written as HU:
-    int16 when every HU value is an integer in range (the usual slope 1,
-    intercept -1024 case), float32 otherwise.
-    """
-    if (case.ct_slope, case.ct_inter) == (1.0, 0.0):
-        return case.ct_raw
-    hu = case.hu(tuple(slice(None) for _ in range(3)))
-    if np.all(hu == np.rint(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
-        return hu.astype(np.int16)
-    return hu
-
-
-def _save_nifti(path: Path, canonical: np.ndarray, ornt: np.ndarray, affine: np.ndarray) -> None:
-    """Save a canonical-frame array in the source frame given by ``ornt`` with ``affine``."""
-    import nibabel as nib
-
-    data = from_canonical(canonical, ornt)
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_data_dtype(data.dtype)
-    img.header.set_xyzt_units("mm")
-    # Both forms, code 1 (scanner): readers differ in which one they trust.
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
-
-
-# ====================================================================== shared bits
-
-def file_stem(path) -> str:
-    """File name without ``.nii.gz`` / ``.nii`` / ``.seg.nrrd`` / ``.nrrd``."""
-    name = Path(path).name
-    for ext in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
-def case_with_ct(case_id: str, ct_path, *, dicom_series=None, dicom_resample=False) -> Case:
-    """A case whose reference grid and HU values come from the CT at ``ct_path``.
-
-    ``ct_path`` is a NIfTI file or a folder holding a DICOM series
-    (:func:`RadGPTLogic.io.dicom.case_with_dicom_ct`; ``dicom_series`` picks a
-    SeriesInstanceUID, ``dicom_resample`` accepts uneven slices by interpolation).
-    Same checks and fields as ``Case.from_folder``: NaN/inf CT values are an
-    :class:`InputError` naming the CT.
-    """
-    if Path(ct_path).is_dir():
-        from .dicom import case_with_dicom_ct
-
-        return case_with_dicom_ct(case_id, ct_path, dicom_series, resample=dicom_resample)
-    ct = read_nifti(ct_path)
-    check_ct(ct)
-    case = Case._from_reference(case_id, ct)
-    case.ct_raw, case.ct_slope, case.ct_inter = ct.array, ct.slope, ct.inter
-    case.sources["ct"] = [{"path": str(ct_path), "sha256": ct.sha256}]
-    return case
-
-
 def _require_same_grid(case: Case, labels: Volume, ct_path) -> None:
     dev = grid_deviation_mm(case.shape, case.affine, labels.shape, labels.affine)
     if dev > GRID_TOLERANCE_MM:
@@ -400,34 +270,3 @@ def _require_same_grid(case: Case, labels: Volume, ct_path) -> None:
             f"label map is not on the grid of the CT {ct_path} ({what}, in canonical RAS order)",
         )
 
-
-def add_named_crop(case: Case, name: str, crop: Crop, source: str, where) -> None:
-    """Store ``crop`` under the canonical name of ``name``, or record why not.
-
-    Known-unused names (bones, lungs ...) go to ``case.ignored``, unknown names to
-    ``case.warnings`` (once each).
-    """
-    canonical = vocab.canonical_name(name)
-    if canonical is not None:
-        case.add_crop(canonical, crop, source=source)
-        return
-    if vocab.is_known_unused(name):
-        if name not in case.ignored:
-            case.ignored.append(name)
-        return
-    warning = f"{where}: unknown structure name '{name}' (ignored)"
-    if warning not in case.warnings:
-        case.warnings.append(warning)
-
-
-def add_absent_lesions(case: Case, names, source: str) -> None:
-    """Empty crops for lesion names the table offers but the image lacks.
-
-    A label map from a model that segments lesions states "none found" by leaving
-    the value out; an empty mask says the same in an AbdomenAtlas folder.
-    Absent organs are *not* added: an absent organ is "not given", not "size 0".
-    """
-    for name in names:
-        canonical = vocab.canonical_name(name)
-        if canonical in vocab.LESIONS and canonical not in case.structures:
-            case.add_crop(canonical, Crop.empty(), source=source)

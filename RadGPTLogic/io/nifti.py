@@ -1,32 +1,35 @@
-"""NIfTI reading with one-line errors, and exact reorientation to canonical RAS.
+"""NIfTI files: reading into the canonical RAS frame with one-line errors, and writing.
 
-Frames used throughout the engine:
+Frames are defined in :mod:`RadGPTLogic.geometry`.  Reorientation on reading is a
+view (``np.flip``/``transpose``), so it costs neither time nor memory, and masks
+stored in LPS or with permuted axes describe exactly the same voxels as RAS-stored
+ones: findings come out identical.
 
-* **source** frame: the array axes exactly as stored in the file.
-* **canonical** frame: the same voxels with axes permuted and flipped (never
-  resampled) so that array axis 0 runs towards patient Right, axis 1 towards
-  Anterior and axis 2 towards Superior (nibabel's "closest canonical", RAS+).
-  ``affine`` maps canonical voxel indices (i, j, k) to RAS millimetres.  Axis 2 is
-  the "axial" slice axis of every measurement.
-
-Reorientation is a view (``np.flip``/``transpose``), so it costs neither time nor
-memory, and masks stored in LPS or with permuted axes describe exactly the same
-voxels as RAS-stored ones: findings come out identical.
+Writing (:func:`nifti_gz_bytes`) stores a canonical-frame array back in a source
+frame, fast for sparse masks (see its docstring).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-
-GRID_TOLERANCE_MM = 1e-3
+from ..geometry import (
+    canonical_affine,
+    canonical_orientation,
+    from_canonical,
+    source_affine,
+    source_index_of_canonical_k,
+    to_canonical,
+)
 
 
 @dataclass
@@ -69,59 +72,6 @@ class Volume:
         The file's slice axis is the source axis that became canonical axis 2 (S).
         """
         return source_index_of_canonical_k(self.ornt, self.source_shape, k)
-
-
-def source_index_of_canonical_k(ornt: np.ndarray, source_shape, k: int) -> int:
-    """Map canonical axial index ``k`` back to the index along the source axis that became S."""
-    src_axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
-    n = int(source_shape[src_axis])
-    return int(n - 1 - k) if ornt[src_axis, 1] < 0 else int(k)
-
-
-def canonical_orientation(affine: np.ndarray) -> np.ndarray:
-    """nibabel orientation (source axes -> RAS axes and flips) for a voxel-to-RAS affine."""
-    from nibabel.orientations import io_orientation
-
-    return io_orientation(affine)
-
-
-def canonical_affine(affine: np.ndarray, source_shape, ornt: np.ndarray) -> np.ndarray:
-    """Voxel-to-RAS affine of the canonical-frame array obtained with ``ornt``."""
-    from nibabel.orientations import inv_ornt_aff
-
-    return np.asarray(affine, float) @ inv_ornt_aff(ornt, source_shape)
-
-
-def to_canonical(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:
-    """View of a source-frame ``array`` in the canonical frame (no copy)."""
-    from nibabel.orientations import apply_orientation
-
-    return apply_orientation(array, ornt)
-
-
-def from_canonical(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`to_canonical`: canonical-frame array back to the source frame."""
-    from nibabel.orientations import apply_orientation, ornt_transform
-
-    identity = np.array([[a, 1] for a in range(3)], float)
-    back = ornt_transform(identity, ornt)
-    return apply_orientation(array, back)
-
-
-def grid_deviation_mm(shape_a, affine_a, shape_b, affine_b) -> float:
-    """Largest distance (mm) between corresponding corner voxel centres of two grids.
-
-    ``inf`` when the shapes differ.  Two canonical grids describe the same physical
-    voxels when this is within :data:`GRID_TOLERANCE_MM`.
-    """
-    if tuple(shape_a) != tuple(shape_b):
-        return float("inf")
-    corners = np.array(
-        [[i, j, k, 1.0] for i in (0, shape_a[0] - 1) for j in (0, shape_a[1] - 1) for k in (0, shape_a[2] - 1)]
-    )
-    pa = corners @ np.asarray(affine_a, float).T
-    pb = corners @ np.asarray(affine_b, float).T
-    return float(np.max(np.linalg.norm(pa[:, :3] - pb[:, :3], axis=1)))
 
 
 def read_nifti(path: str | os.PathLike) -> Volume:
@@ -218,3 +168,78 @@ def _nifti_class(data: bytes):
         if size == 540:
             return nib.Nifti2Image
     return None
+
+
+# =============================================================================== writing
+
+_ZERO_BLOCK = 1 << 23  # 8 MiB of zeros per repeated gzip member
+
+
+@lru_cache(maxsize=1)
+def _zero_member() -> bytes:
+    return gzip.compress(bytes(_ZERO_BLOCK), compresslevel=1, mtime=0)
+
+
+def _gzip_zeros(n: int) -> bytes:
+    """Gzip members that decompress to ``n`` zero bytes."""
+    full, rest = divmod(n, _ZERO_BLOCK)
+    return _zero_member() * full + (gzip.compress(bytes(rest), compresslevel=1, mtime=0) if rest else b"")
+
+
+def _header_bytes(source_shape, dtype, affine: np.ndarray) -> bytes:
+    """A NIfTI-1 single-file header (+ empty extension flag) for ``affine`` in mm."""
+    import nibabel as nib
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(tuple(int(n) for n in source_shape))
+    hdr.set_data_dtype(dtype)
+    # Both forms, code 1 (scanner): readers differ in which one they trust.
+    hdr.set_sform(affine, code=1)
+    hdr.set_qform(affine, code=1)
+    hdr.set_xyzt_units("mm")
+    hdr["vox_offset"] = 352
+    hdr["scl_slope"] = 1.0
+    hdr["scl_inter"] = 0.0
+    return hdr.binaryblock + b"\x00" * 4  # no extensions
+
+
+def nifti_gz_bytes(canonical: np.ndarray, ornt: np.ndarray, affine: np.ndarray) -> bytes:
+    """A gzipped NIfTI-1 file of a canonical-frame array, stored in the source frame ``ornt``.
+
+    ``affine`` maps canonical voxel indices to RAS mm; the file gets the matching
+    source affine.  See :func:`source_nifti_gz_bytes`.
+    """
+    source = from_canonical(canonical, ornt)  # a view
+    return source_nifti_gz_bytes(source, source_affine(affine, ornt, source.shape))
+
+
+def source_nifti_gz_bytes(source: np.ndarray, affine: np.ndarray) -> bytes:
+    """A gzipped NIfTI-1 file holding ``source`` as stored, with voxel-to-RAS ``affine`` (mm).
+
+    The array keeps its dtype; no scaling (slope 1, intercept 0); sform and qform
+    both code 1.  Speed: a mask file covers the whole grid (78 MB of voxels at
+    512 x 512 x 300) but is mostly zeros; compressing them would cost ~0.3 s a mask.
+    The stream is therefore assembled from gzip members: the header, a
+    pre-compressed block of zeros repeated for each all-zero run of slabs (along the
+    slowest, last axis), and the slabs holding data.  Concatenated gzip members are
+    one valid gzip file (RFC 1952), read by zlib, nibabel, ITK and Slicer alike.
+    Output is deterministic (no time stamp in the gzip headers).
+    """
+    source = np.asarray(source)
+    if source.dtype == bool:
+        source = source.view(np.uint8)
+    n0, n1, n2 = source.shape
+    slab = n0 * n1 * source.dtype.itemsize  # bytes per slab along the slowest (Fortran-order) axis
+    parts = [gzip.compress(_header_bytes(source.shape, source.dtype, affine), compresslevel=1, mtime=0)]
+    occupied = np.flatnonzero(source.any(axis=(0, 1)))
+    if occupied.size == 0:
+        parts.append(_gzip_zeros(slab * n2))
+    else:
+        first, last = int(occupied[0]), int(occupied[-1]) + 1
+        middle = np.asfortranarray(source[:, :, first:last])
+        parts += [
+            _gzip_zeros(slab * first),
+            gzip.compress(middle.tobytes(order="F"), compresslevel=1, mtime=0),
+            _gzip_zeros(slab * (n2 - last)),
+        ]
+    return b"".join(p for p in parts if p)

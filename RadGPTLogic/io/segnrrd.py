@@ -21,8 +21,8 @@ import numpy as np
 
 from ..case import Case, Crop
 from ..errors import InputError
-from .labelmaps import add_named_crop, case_with_ct, file_stem
-from .nifti import GRID_TOLERANCE_MM, canonical_affine, canonical_orientation, grid_deviation_mm, to_canonical
+from ..geometry import GRID_TOLERANCE_MM, canonical_affine, canonical_orientation, grid_deviation_mm, to_canonical
+from .assemble import add_named_crop, case_with_ct, file_stem
 
 # LPS <-> RAS: negate the first two world coordinates (the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .png import encode_png
-from .structured import fmt_mm
+from .format import fmt_mm
 
 WINDOW_WIDTH = 400.0
 WINDOW_LEVEL = 40.0

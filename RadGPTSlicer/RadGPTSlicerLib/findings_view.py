@@ -9,7 +9,21 @@ from __future__ import annotations
 
 #: Column titles of the lesion table, in order.
 LESION_COLUMNS = ("Lesion", "Organ", "Side", "Location", "Long axis (mm)", "Short axis (mm)", "Volume (mL)",
-                  "Mean HU", "Image", "Stage")
+                  "Mean HU", "Image", "Stage", "Confidence")
+
+#: Lesions whose segmentation confidence is below this are listed first, for review.
+REVIEW_BELOW = 0.8
+
+#: Segment Editor overwrite modes (vtkMRMLSegmentEditorNode: OverwriteAllSegments = 0,
+#: OverwriteVisibleSegments = 1, OverwriteNone = 2) and what they do to a painted lesion.
+EDITOR_MODES = {
+    0: ("overwrite all segments (Slicer's default)",
+        "painting a lesion removes its voxels from the organ segment under it"),
+    1: ("overwrite visible segments",
+        "painting a lesion removes its voxels from visible segments under it, e.g. the organ"),
+    2: ("allow overlap",
+        "painted lesion voxels stay inside the organ segment too (AbdomenAtlas convention)"),
+}
 
 
 def location_text(lesion: dict) -> str:
@@ -34,10 +48,38 @@ def _fmt(value, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def lesion_rows(findings: dict) -> list:
+def editor_mode_text(mode: int) -> str:
+    """One line for the panel: which overwrite mode the embedded Segment Editor uses."""
+    name, effect = EDITOR_MODES.get(int(mode), ("unknown mode", "see the Segment Editor's Masking section"))
+    return f"Editor mode: {name}: {effect}."
+
+
+def lesion_confidence(lesion: dict, confidence: dict):
+    """Segmentation confidence of a lesion (its lesion mask's probability), or None when unknown."""
+    value = (confidence or {}).get(lesion.get("mask"))
+    return None if value is None else float(value)
+
+
+def review_order(findings: dict, confidence: dict = None) -> list:
+    """Indices of ``findings["lesions"]``: low-confidence lesions first (lowest first), the rest as found."""
+    lesions = findings.get("lesions", [])
+    low = [n for n, l in enumerate(lesions)
+           if lesion_confidence(l, confidence) is not None and lesion_confidence(l, confidence) < REVIEW_BELOW]
+    low.sort(key=lambda n: lesion_confidence(lesions[n], confidence))
+    return low + [n for n in range(len(lesions)) if n not in low]
+
+
+def one_line_error(exc) -> str:
+    """An exception as the one line a user sees (InputError already reads '<path>: <problem>')."""
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
+
+
+def lesion_rows(findings: dict, confidence: dict = None) -> list:
     """One row of strings per lesion, in the order of ``findings["lesions"]``."""
     rows = []
     for lesion in findings.get("lesions", []):
+        conf = lesion_confidence(lesion, confidence)
         rows.append((
             str(lesion["id"]),
             str(lesion.get("organ") or ""),
@@ -49,6 +91,7 @@ def lesion_rows(findings: dict) -> list:
             _fmt(lesion.get("mean_hu"), 0),
             "" if lesion.get("slice_index") is None else str(lesion["slice_index"]),
             stage_text(lesion),
+            "" if conf is None else (f"{conf:.2f} review" if conf < REVIEW_BELOW else f"{conf:.2f}"),
         ))
     return rows
 

@@ -1,0 +1,195 @@
+"""Case folders (AbdomenAtlas layout): the one definition of their files, loading and writing.
+
+A case folder is::
+
+    CASE_ID/
+      ct.nii.gz                          optional (ct.nii also read)
+      segmentations/<structure>.nii.gz   one binary mask per structure (.nii also read)
+
+:func:`case_folder_files` says which files a folder holds and what each is; it is
+used by loading (:func:`load_case`), batch resume (input hashes) and triplet
+export, so that all three agree.  :func:`write_case_folder` writes any
+:class:`~RadGPTLogic.case.Case` back in this layout, on the reference file's own
+grid and orientation.  See docs/CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import vocabulary as vocab
+from ..case import Case, Crop
+from ..errors import InputError
+from .assemble import add_mask_volume, attach_ct, case_on_volume_grid
+from .atomic import publish
+from .nifti import nifti_gz_bytes, read_nifti
+
+CT_FILE_NAMES = ("ct.nii.gz", "ct.nii")
+SEGMENTATIONS = "segmentations"
+MASK_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class MaskFile:
+    """One file in ``segmentations/``: its path, name without suffix, and canonical structure
+    (None for names that are not structures; ``unused`` for known names no rule reads)."""
+
+    path: Path
+    stem: str
+    structure: str | None
+    unused: bool
+
+    @property
+    def relative(self) -> str:
+        return f"{SEGMENTATIONS}/{self.path.name}"
+
+
+@dataclass(frozen=True)
+class CaseFolderFiles:
+    """The files of one case folder (see :func:`case_folder_files`)."""
+
+    case_dir: Path
+    ct: Path | None
+    masks: tuple
+
+    def inputs(self) -> dict:
+        """Files that findings depend on: relative name -> path (the CT and every known structure)."""
+        out = {}
+        if self.ct is not None:
+            out[self.ct.name] = self.ct
+        for mask in self.masks:
+            if mask.structure is not None:
+                out[mask.relative] = mask.path
+        return out
+
+
+def mask_stem(name: str) -> str:
+    """A mask file's name without ``.nii.gz`` / ``.nii``."""
+    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")] if name.endswith(".nii") else name
+
+
+def case_folder_files(case_dir) -> CaseFolderFiles:
+    """Which files the case folder ``case_dir`` holds, and what each one is.
+
+    Raises :class:`InputError` for a missing folder, a missing ``segmentations/`` or
+    one without mask files.
+    """
+    case_dir = Path(case_dir)
+    if not case_dir.exists():
+        raise InputError(case_dir, "case folder does not exist")
+    if not case_dir.is_dir():
+        raise InputError(case_dir, "not a folder (expected a case folder with segmentations/)")
+    seg_dir = case_dir / SEGMENTATIONS
+    if not seg_dir.is_dir():
+        raise InputError(seg_dir, "missing folder: a case needs segmentations/<structure>.nii.gz")
+    masks = []
+    for path in sorted(p for p in seg_dir.iterdir() if p.name.endswith(MASK_SUFFIXES) and p.is_file()):
+        stem = mask_stem(path.name)
+        structure = vocab.canonical_name(stem)
+        masks.append(MaskFile(path, stem, structure, structure is None and vocab.is_known_unused(stem)))
+    if not masks:
+        raise InputError(seg_dir, "no mask files (*.nii.gz) in the folder")
+    ct = next((case_dir / n for n in CT_FILE_NAMES if (case_dir / n).is_file()), None)
+    return CaseFolderFiles(case_dir, ct, tuple(masks))
+
+
+def load_case(case_dir, *, resample: bool = False) -> Case:
+    """Load an AbdomenAtlas case folder into a :class:`Case` (every file read once).
+
+    The CT, when present, is the reference grid; otherwise the first mask is.
+    Masks on another grid are an :class:`InputError` unless ``resample`` is set, in
+    which case they are resampled (nearest neighbour) onto it.
+    """
+    files = case_folder_files(case_dir)
+    case = None
+    if files.ct is not None:
+        ct = read_nifti(files.ct)
+        case = case_on_volume_grid(files.case_dir.name, ct)
+        attach_ct(case, ct)
+    warnings, ignored = [], []
+    for mask in files.masks:
+        if mask.structure is None:
+            if mask.unused:
+                ignored.append(mask.stem)
+            else:
+                warnings.append(f"{mask.path}: unknown structure name '{mask.stem}' (ignored)")
+            continue
+        vol = read_nifti(mask.path)
+        if case is None:
+            case = case_on_volume_grid(files.case_dir.name, vol)
+        add_mask_volume(case, mask.structure, vol, resample=resample)
+    if case is None:  # only unknown or unused names
+        raise InputError(files.case_dir / SEGMENTATIONS,
+                         "no mask with a known structure name (see docs/CONTRACT.md, case folders)")
+    case.warnings[:0] = warnings
+    case.ignored.extend(ignored)
+    return case
+
+
+# ================================================================================ writing
+
+def full_mask(case: Case, crop: Crop) -> np.ndarray:
+    """``crop`` as a full-grid uint8 (0/1) array in the canonical frame."""
+    full = np.zeros(case.shape, np.uint8)  # calloc: untouched pages cost nothing
+    if not crop.is_empty:
+        full[crop.slices] = crop.mask
+    return full
+
+
+def crop_nifti_bytes(case: Case, crop: Crop) -> bytes:
+    """A gzipped NIfTI-1 (uint8, 0/1) of ``crop`` on the case's reference grid and orientation."""
+    return nifti_gz_bytes(full_mask(case, crop), case.ornt, case.affine)
+
+
+def ct_for_writing(case: Case) -> np.ndarray:
+    """CT values to store, canonical frame.
+
+    Scaled CTs are written as HU: int16 when every HU value is an integer in range
+    (the usual slope 1, intercept -1024 case), float32 otherwise.
+    """
+    if (case.ct_slope, case.ct_inter) == (1.0, 0.0):
+        return case.ct_raw
+    hu = case.hu(tuple(slice(None) for _ in range(3)))
+    if np.all(hu == np.rint(hu)) and hu.min() >= -32768 and hu.max() <= 32767:
+        return hu.astype(np.int16)
+    return hu
+
+
+def write_case_folder(case: Case, out_dir) -> Path:
+    """Write ``case`` as an AbdomenAtlas case folder.
+
+    Writes ``out_dir/ct.nii.gz`` (when the case has a CT) and
+    ``out_dir/segmentations/<name>.nii.gz`` (uint8, 0/1) for every structure, all in
+    the orientation and on the voxel grid of the case's reference file
+    (``case.ornt``, ``case.source_shape``).  All or nothing; ``out_dir`` may exist
+    only when empty.  Returns ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    for name in case.structures:
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"structure name {name!r} is not a plain file name")
+    files = {}
+    if case.has_ct:
+        files["ct.nii.gz"] = nifti_gz_bytes(np.asarray(ct_for_writing(case)), case.ornt, case.affine)
+    for name in sorted(case.structures):
+        files[f"{SEGMENTATIONS}/{name}.nii.gz"] = crop_nifti_bytes(case, case.structures[name])
+    publish(out_dir, files, fresh=True)
+    return out_dir
+
+
+def relative_inputs(case_dir) -> dict:
+    """``case_folder_files(case_dir).inputs()``, or {} when the folder is not a readable case."""
+    try:
+        return case_folder_files(case_dir).inputs()
+    except (InputError, OSError):
+        return {}
+
+
+__all__ = [
+    "CT_FILE_NAMES", "SEGMENTATIONS", "MASK_SUFFIXES", "MaskFile", "CaseFolderFiles", "case_folder_files",
+    "load_case", "write_case_folder", "crop_nifti_bytes", "full_mask", "ct_for_writing", "relative_inputs",
+    "mask_stem",
+]

@@ -1,0 +1,209 @@
+"""The measurement side of the panel: case, engine, changed segments -> findings and report.
+
+Everything here runs on the module's worker thread and only touches copies taken on
+the GUI thread (:class:`~RadGPTSlicerLib.layers.LayerSnapshot`, the CT copy), so
+it never reads Slicer's memory and never blocks the GUI.  One
+:class:`MeasurementSession` lives per Compute: it owns the
+:class:`~RadGPTLogic.engine.Engine`, the
+:class:`~RadGPTSlicerLib.layers.SegmentTracker` and the key-image cache.
+
+An update pushes only the structures whose segments changed into the engine
+(``Engine.update_structure``; the engine's content-hash cache recomputes only what
+reads them), re-renders the key image of a lesion only when its own masks changed,
+and renders the panel's report HTML with images referenced by name (the GUI adds
+each new PNG once as a document resource).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from RadGPTLogic import vocabulary as vocab
+from RadGPTLogic.case import Case, Crop
+
+from .layers import SegmentTracker
+
+
+@dataclass
+class UpdateResult:
+    """What the GUI thread swaps in: findings, report HTML, new key images, timings."""
+
+    findings: dict
+    html: str
+    changed_segments: tuple
+    new_images: dict = field(default_factory=dict)  # resource name -> PNG bytes
+    timings: dict = field(default_factory=dict)     # step -> seconds
+    warnings: list = field(default_factory=list)
+
+
+def union_crops(crops: list) -> Crop:
+    """Union of crops in one canonical frame (segments that name one structure)."""
+    full = [c for c in crops if not c.is_empty]
+    if len(full) <= 1:
+        return full[0] if full else Crop.empty()
+    lo = np.min([c.offset for c in full], axis=0)
+    hi = np.max([np.add(c.offset, c.shape) for c in full], axis=0)
+    offset, shape = tuple(int(x) for x in lo), tuple(int(x) for x in hi - lo)
+    box = np.zeros(shape, bool)
+    for c in full:
+        box |= c.in_box(offset, shape)
+    return Crop(box, offset)
+
+
+class KeyImageCache:
+    """Key images per lesion, re-rendered only when what they show changed.
+
+    A lesion's image depends on its mask (and, for a generic ``*_lesion`` mask, the
+    typed masks of the same organ subtracted from it), the slice and calipers of
+    its finding, and the CT.  That is the cache key; the resource name embeds it,
+    so the GUI's text document keeps each PNG once.
+    """
+
+    def __init__(self):
+        self._by_key: dict = {}
+        self.renders = 0
+
+    def _key(self, case, lesion: dict, digests) -> tuple:
+        mask = lesion.get("mask") or ""
+        organ = vocab.LESION_ORGAN_KIND.get(mask, (None, None))[0]
+        related = sorted(m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == organ) if organ else [mask]
+        return (lesion["id"], tuple((m, digests(m)) for m in related if case.has(m)), lesion.get("slice_index"),
+                repr(lesion.get("calipers_ras_mm")))
+
+    def images(self, case, findings: dict, digests) -> tuple:
+        """(images for report_context, new resource name -> PNG bytes)."""
+        from RadGPTLogic.report.keyimages import KeyImage, key_image
+
+        images, new, keep = {}, {}, {}
+        for lesion in findings.get("lesions", []):
+            key = self._key(case, lesion, digests)
+            entry = self._by_key.get(key)
+            if entry is None:
+                try:
+                    ki = key_image(case, lesion)
+                except Exception as exc:  # noqa: BLE001 - one bad picture must not cost the report
+                    ki = KeyImage(lesion["id"], note=f"no key image ({type(exc).__name__}: {exc})")
+                self.renders += 1
+                name = "radgpt-key-%08x.png" % (abs(hash(key)) & 0xFFFFFFFF)
+                png = ki.png
+                entry = (name, png, ki)
+                if png is not None:
+                    new[name] = png
+            keep[key] = entry
+            name, png, ki = entry
+            images[lesion["id"]] = {"src": name if png is not None else None, "width": ki.width,
+                                    "height": ki.height, "note": ki.note, "has_ct": ki.has_ct, "labels": ki.labels}
+        self._by_key = keep
+        return images, new
+
+    def all_pngs(self) -> dict:
+        return {name: png for name, png, _ in self._by_key.values() if png is not None}
+
+
+def render_panel_html(findings: dict, images: dict) -> str:
+    """The report page of the panel (the shipped HTML template; images by resource name)."""
+    from RadGPTLogic.report.structured import get_environment, report_context
+
+    return get_environment(None).get_template("report.html.j2").render(report_context(findings, images, None))
+
+
+class MeasurementSession:
+    """Case + engine + tracker for one CT and segmentation (worker thread only).
+
+    Parameters
+    ----------
+    case_id : str
+    ct_ijk : ndarray
+        The CT as ``[i, j, k]`` (a copy; may be None for a segmentation without CT).
+    ijk_to_ras : ndarray
+        (4, 4) voxel-to-RAS matrix of the CT (Slicer's ``GetIJKToRASMatrix``).
+    phase : str
+    """
+
+    def __init__(self, case_id: str, ct_ijk, ijk_to_ras, phase: str, source_name: str = ""):
+        from RadGPTLogic.engine import Engine
+
+        self.case = Case.from_arrays(case_id, np.asarray(ijk_to_ras, float), {}, ct=ct_ijk)
+        if source_name:
+            self.case.sources["ct"] = [{"name": source_name}]
+        self.engine = Engine(self.case, phase)
+        self.tracker = SegmentTracker(self.case.source_shape, self.case.ornt)
+        self.images = KeyImageCache()
+        self.names: dict = OrderedDict()  # segment ID -> segment name (what the engine reflects)
+        self._digests: dict = {}
+        self.updates = 0
+
+    # ----------------------------------------------------------------- helpers
+    def _digest(self, name: str):
+        crop = self.case.crop(name)
+        if crop is None:
+            return None
+        held = self._digests.get(name)
+        if held is None or held[0] is not crop:
+            held = (crop, crop.digest())
+            self._digests[name] = held
+        return held[1]
+
+    def _canonical(self, name):
+        return vocab.canonical_name(name) if name else None
+
+    def _notes(self, names: dict) -> None:
+        """case.ignored / warnings for segment names that are not RadGPT structures."""
+        self.case.ignored = [n for n in names.values() if self._canonical(n) is None and vocab.is_known_unused(n)]
+        base = [w for w in self.case.warnings if not w.endswith("unknown structure name (ignored)")]
+        base += [f"{n}: unknown structure name (ignored)" for n in names.values()
+                 if self._canonical(n) is None and not vocab.is_known_unused(n)]
+        self.case.warnings = base
+
+    # ------------------------------------------------------------------- update
+    def apply(self, snapshots, names: dict, full_crops=None, force: bool = False):
+        """Bring the engine up to date; return an :class:`UpdateResult` or None (nothing changed).
+
+        ``snapshots``: layer copies of the segments that may have changed (or of all).
+        ``names``: segment ID -> name for *all* segments now in the segmentation.
+        ``full_crops``: segment ID -> canonical Crop read through the full-extent
+        export (segments whose layer is off the CT lattice).
+        """
+        t0 = time.perf_counter()
+        changed = set(self.tracker.update(snapshots))
+        for sid, crop in (full_crops or {}).items():
+            if self.tracker.set_crop(sid, crop):
+                changed.add(sid)
+        removed = [sid for sid in self.names if sid not in names]
+        renamed = [sid for sid, name in names.items() if sid in self.names and self.names[sid] != name]
+        added = [sid for sid in names if sid not in self.names]
+        self.tracker.forget(removed)
+        affected = set()
+        for sid in list(changed) + renamed + added + removed:
+            for name in (self.names.get(sid), names.get(sid)):
+                canonical = self._canonical(name)
+                if canonical:
+                    affected.add(canonical)
+        t1 = time.perf_counter()
+        self.names = OrderedDict(names)
+        self._notes(names)
+        for canonical in sorted(affected):
+            members = [sid for sid, name in names.items() if self._canonical(name) == canonical]
+            if not members:
+                self.engine.remove_structure(canonical)
+                continue
+            self.engine.update_structure(canonical, union_crops([self.tracker.crop(s) for s in members]))
+            self.case.sources[canonical] = [{"name": names[s], "segment_id": s} for s in members]
+        if not affected and not force:
+            return None
+        findings = self.engine.compute().to_dict()
+        t2 = time.perf_counter()
+        images, new = self.images.images(self.case, findings, self._digest)
+        html = render_panel_html(findings, images)
+        t3 = time.perf_counter()
+        self.updates += 1
+        return UpdateResult(findings, html, tuple(sorted(changed)), new,
+                            {"track": t1 - t0, "compute": t2 - t1, "report": t3 - t2})
+
+    def set_phase(self, phase: str):
+        self.engine.set_phase(phase)
+        return self.apply([], dict(self.names), force=True)

@@ -1,0 +1,1 @@
+"""Fake ``vtk.util`` (only ``numpy_support``)."""
