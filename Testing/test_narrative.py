@@ -134,7 +134,8 @@ def test_selection_prefers_same_organs_and_kinds_and_is_deterministic(case, plai
     assert case_labels(plain) == {"normal"}
     assert select_examples(pool, plain, k=1)[0].name == "sectioned_01_normal"
     # ties are broken by name
-    twins = [Example("b", "x", labels=label_report("Splenomegaly.")), Example("a", "y", labels=label_report("Splenomegaly."))]
+    spleen = label_report("Splenomegaly.")
+    twins = [Example("b", "x", labels=spleen), Example("a", "y", labels=spleen)]
     assert [e.name for e in select_examples(twins, plain, k=2)] == ["a", "b"]
 
 
@@ -421,3 +422,28 @@ def test_every_llm_failure_keeps_the_structured_report(case):
         assert structured in (case["out"] / "narrative.txt").read_text()
         record = json.loads((case["out"] / "narrative_check.json").read_text())
         assert record["reason"] == reason and record["reason_detail"] and record["tries"] == len(record["attempts"])
+
+
+def test_batch_narratives_fall_back_per_case(case, tmp_path, capsys, no_llm_env):
+    """Several output folders: each case ends on its own (one accepted, one cut off), all files written."""
+    dirs = []
+    for i in range(2):
+        d = tmp_path / f"c{i}"
+        shutil.copytree(case["out"], d)
+        dirs.append(d)
+
+    calls = []
+
+    def by_case(body):  # with one request at a time: the first answer runs on, the second is faithful
+        calls.append(body)
+        return "word " * 5000 if len(calls) % 2 == 1 else wrap(case["good"])
+
+    with ScriptedLLMServer(by_case) as srv:
+        args = parse("narrative", *dirs, "--base-url", srv.url, "--model", "m", "--max-tries", "1", "--concurrency",
+                     "1")
+        assert args.func(args) == 0  # a cut-off answer is the model's text, not an endpoint failure
+    statuses = [json.loads((d / "narrative_check.json").read_text())["status"] for d in dirs]
+    reasons = [json.loads((d / "narrative_check.json").read_text())["reason"] for d in dirs]
+    assert sorted(zip(statuses, reasons), key=str) == [("accepted", None), ("fallback", "truncated")]
+    assert all((d / "narrative.txt").read_text().strip() for d in dirs)
+    assert "truncated" in capsys.readouterr().err

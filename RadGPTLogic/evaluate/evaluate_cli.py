@@ -150,7 +150,7 @@ def read_csv_side(path: Path) -> Side:
     if not is_labels and "report" not in col:
         raise InputError(path, "expected a report column (report texts) or liver, pancreas and kidney columns "
                                "(labels)")
-    out = {}
+    out: dict = {}
     for line, row in enumerate(rows[1:], start=2):
         cell = lambda name: row[col[name]] if col.get(name) is not None and col[name] < len(row) else ""  # noqa: E731
         case = cell("case_id").strip()
@@ -233,7 +233,7 @@ class NoLLMAnswer(RuntimeError):
 def _labels_for(side: Side, cases: list, extractor: str, llm_config, concurrency, notes: dict, name: str) -> dict:
     if side.labels is not None:
         return {c: side.labels[c] for c in cases}
-    texts = [side.reports[c] or "" for c in cases]
+    texts = [(side.reports or {}).get(c) or "" for c in cases]
     if extractor == "rules":
         from .labels import extract_labels
 
@@ -277,7 +277,7 @@ def run_evaluate(pred, truth, extractor: str = "rules", uncertain: str = "exclud
     if extractor == "llm" and (p_side.labels is None or t_side.labels is None) and llm_config is None:
         raise InputError(None, "--extractor llm needs an LLM endpoint: pass --base-url, set RADGPT_LLM_BASE_URL "
                                "or write ~/.config/radgpt/llm.json")
-    notes = {}
+    notes: dict = {}
     pred_labels = _labels_for(p_side, common, extractor, llm_config, concurrency, notes, "pred")
     truth_labels = _labels_for(t_side, common, extractor, llm_config, concurrency, notes, "truth")
     for (name, case), reason in sorted(notes.items()):

@@ -446,7 +446,7 @@ def _organ_words(clause: str):
             organ, kind = next((o, k) for r, o, k in _ORGAN_RES if r is rx)
     # Overlaps: keep the longest (e.g. "hepatic flexure" over "hepatic"), then the earliest.
     words.sort(key=lambda w: (-(w.end - w.start), w.start))
-    kept = []
+    kept: list = []
     for w in words:
         if all(w.end <= k.start or w.start >= k.end for k in kept):
             kept.append(w)
@@ -553,7 +553,7 @@ def _unlisted_site(clause: str, end: int) -> bool:
     """Does the mention at ``clause[:end]`` name a site of its own that no organ word covers
     ("lesions in the right inguinal canal")?  Then context from earlier sentences does not apply."""
     m = _PLACE_AFTER.match(clause[end:])
-    return bool(m) and m.group(1).lower() not in _SAME_ORGAN_PLACES
+    return m is not None and m.group(1).lower() not in _SAME_ORGAN_PLACES
 
 
 def _attribute(clause, start, end, implied, words, section_organs, context, weak=None):

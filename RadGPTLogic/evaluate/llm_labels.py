@@ -193,7 +193,7 @@ def llm_extract_labels(config, reports: list, max_concurrency: int | None = None
     if not reports:
         return []
     conversations = [build_messages(r) for r in reports]
-    results = [None] * len(reports)
+    results: list = [None] * len(reports)
     retry = []
     for i, answer in enumerate(chat_many(config, conversations, max_concurrency=max_concurrency,
                                           max_tokens=LABEL_MAX_TOKENS)):

@@ -173,7 +173,7 @@ def compute_metrics(pred: dict, truth: dict, uncertain: str = "exclude", thresho
             diffs = [abs(x[3] - x[1]) for x in pos if x[2] == 1 and x[1] is not None and x[3] is not None]
             rows.append(MetricRow(
                 organ, name, len(pos) + len(negatives), len(pos), len(negatives), tp, fn, tn, fp,
-                *sens, *spec, *ppv,
+                sens[0], sens[1], sens[2], spec[0], spec[1], spec[2], ppv[0], ppv[1], ppv[2],
                 round(sum(diffs) / len(diffs), 2) if diffs else None, len(diffs),
                 excluded, missing, unknown,
             ))

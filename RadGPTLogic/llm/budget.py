@@ -163,6 +163,7 @@ def probe_budget(config, models: list | None = None) -> Budget:
         entry = next((m for m in models if m.get("id") == config.model), models[0])
         reported = _find_window(entry)  # llama.cpp's meta.n_ctx_train is the training window: not used
     configured = getattr(config, "context_tokens", None)
+    source: ContextSource
     if reported and configured:
         window, source = (reported, "server") if reported <= configured else (configured, "config")
     elif reported:

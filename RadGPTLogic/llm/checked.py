@@ -29,7 +29,7 @@ import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from .budget import Budget, probe_budget
 from .client import LLMConfig, LLMError, Request, complete, list_models, make_client
@@ -80,8 +80,8 @@ class CheckedJob:
     reason_detail: str | None = None
     attempts: list = field(default_factory=list)
     accepted: str | None = None
-    accepted_check: object = None
-    last_check: object = None
+    accepted_check: Any = None   # the CheckResult of the accepted answer
+    last_check: Any = None       # the CheckResult of the last checked answer
     variant_used: int | None = None
 
     def finish(self, reason: FallbackReason, detail: str) -> None:
@@ -95,7 +95,7 @@ def answer_tokens(budget: Budget, basis: str, cap: int | None = None) -> tuple:
     return (least, wanted) if not cap else (min(least, cap), min(wanted, cap))
 
 
-def _fit(job: CheckedJob, budget: Budget, errors: list | None, cap: int | None = None) -> tuple:
+def _fit(job: CheckedJob, budget: Budget, errors: list | None, cap: int | None = None) -> tuple | None:
     """(variant index, messages, prompt tokens, max_tokens) of the richest variant that fits, or None."""
     least, wanted = answer_tokens(budget, job.answer_basis, cap)
     for i, messages in enumerate(job.variants(errors)):

@@ -136,9 +136,12 @@ def enhance_report(out_dir, notes: str, config, max_tries: int = 3,
     sources = {"structured": structured}
     if narrative is not None:
         sources["narrative"] = narrative
+    def variants_for(text: str, kind: str):
+        return lambda errors: [merge_messages(text, notes, kind, errors)]
+
     jobs = {
-        kind: CheckedJob(lambda errors, t=text, k=kind: [merge_messages(t, notes, k, errors)],
-                         check=lambda t: check_narrative(t, findings, notes=notes), answer_basis=text + notes)
+        kind: CheckedJob(variants_for(text, kind), check=lambda t: check_narrative(t, findings, notes=notes),
+                         answer_basis=text + notes)
         for kind, text in sources.items()
     }
     budget = None

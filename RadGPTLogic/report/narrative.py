@@ -397,7 +397,8 @@ def write_narratives(out_dirs, config, examples=None, style=None, max_tries: int
     for (out, findings, structured), job, picked in zip(cases, jobs, chosen):
         accepted = job.status == "accepted"
         accepted_attempt = job.attempts[-1]["attempt"] if accepted else None
-        narrative = job.accepted if accepted else _fallback_text(structured, job.reason, len(job.attempts))
+        narrative = job.accepted if job.accepted is not None else \
+            _fallback_text(structured, job.reason, len(job.attempts))
         final = job.accepted_check or job.last_check
         sent = None if job.variant_used is None else max(0, len(picked) - job.variant_used)
         record = {

@@ -290,7 +290,7 @@ class _Checker:
         wrong = False
         if loc.get("couinaud"):
             segs = loc["couinaud"]
-            stated = [s for m in mine for s in m.segments]
+            stated: list | set = [s for m in mine for s in m.segments]
             for m in mine:
                 allowed = list(allowed_union(m, lambda les: (les.get("location") or {}).get("couinaud")))
                 bad = [s for s in m.segments if not segment_ok(s, allowed)]
@@ -533,10 +533,10 @@ class _Checker:
 
     # -- vessels -------------------------------------------------------------
     def check_vessels(self) -> None:
-        contact = {}
+        contact: dict = {}
         # Every measured value per vessel: with several staged lesions a statement is
         # accepted when it fits any of them (mentions are not scoped to a lesion).
-        values = {}
+        values: dict = {}
         for lesion in self.lesions:
             for key, deg in (lesion.get("vessel_contact_deg") or {}).items():
                 if deg is None:
@@ -557,9 +557,9 @@ class _Checker:
             nums, _ = extract_numbers(sent.text)
             degs = [n for n in nums if n.dim == "deg" and not (n.comparator and n.value in thresholds)]
             verbs = []
-            for name, pat in CONTACT_VERBS:
-                for m in pat.finditer(sent.text):
-                    verbs.append((m.start(), m.end(), name))
+            for verb_name, verb_pat in CONTACT_VERBS:
+                for m in verb_pat.finditer(sent.text):
+                    verbs.append((m.start(), m.end(), verb_name))
             verbs.sort()
             for i, (s, e, key) in enumerate(vessel_hits):
                 negated = is_negated(sent.text, s, e)
@@ -677,7 +677,7 @@ class _Checker:
                         if organ == "kidney" and side is None:
                             continue
                         self.err("wrong_organ_finding", f"{title} described as normal in size ('{short(text)}'); the "
-                                 f"findings say {state.replace('_', ' ')}", ("organ", name, "normal"))
+                                 f"findings say {str(state).replace('_', ' ')}", ("organ", name, "normal"))
                 elif claim == "steatosis":
                     entry = entry or {}
                     st, possible = entry.get("steatosis"), entry.get("possible_steatosis")

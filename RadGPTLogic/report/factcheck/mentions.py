@@ -248,7 +248,7 @@ def _mention_from(text: str, sent: Sentence, prev_organ: str | None, sizes: list
 
 def _noun_anchors(text: str) -> list:
     """Non-negated lesion nouns, adjacent ones merged ("cystic lesion"): [(start, end)]."""
-    anchors = []
+    anchors: list = []
     for start, end, _, neg in lesion_nouns(text):
         if neg:
             continue

@@ -51,7 +51,9 @@ def parse_num(s: str) -> tuple:
 
 def extract_numbers(text: str) -> tuple:
     """(numbers with units, size expressions) in ``text`` (normalised)."""
-    nums, sizes, taken = [], [], []
+    nums: list = []
+    sizes: list = []   # [{"start", "end", "values": [(mm, decimals, unit)], "text"}]
+    taken: list = []
 
     def free(a, b):
         return all(b <= s or a >= e for s, e in taken)

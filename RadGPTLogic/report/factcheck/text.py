@@ -74,11 +74,11 @@ def split_sentences(text: str) -> list:
             para += 1
             blank = False
         pieces, start = [], 0
-        for m in re.finditer(r"(?<=[.!?])\s+(?=[A-Z(\"\d])", line):
-            if ABBREVIATIONS.search(line[start:m.start()]):
+        for gap in re.finditer(r"(?<=[.!?])\s+(?=[A-Z(\"\d])", line):
+            if ABBREVIATIONS.search(line[start:gap.start()]):
                 continue
-            pieces.append(line[start:m.start()])
-            start = m.end()
+            pieces.append(line[start:gap.start()])
+            start = gap.end()
         pieces.append(line[start:])
         for piece in pieces:
             piece = piece.strip()
@@ -182,11 +182,11 @@ def claim_organs(sent: Sentence, pos: int) -> list:
         organ = (sent.section_organ or "")
         if not organ or organ in ("vessels", "lymph", "other"):
             return []
-        base, _, side = organ.partition(":")
-        return [(base, side or None)]
+        base, _, section_side = organ.partition(":")
+        return [(base, section_side or None)]
     organs = []
     for p, o in hits:
-        side = None
+        side: str | None = None
         if o == "kidney":
             if BILATERAL.search(clause) or re.search(r"\bkidneys\b", clause, re.I):
                 side = None
