@@ -203,6 +203,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("radgpt: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # permissions, read-only or full disk: the user's to fix, with the path
+        from .io.atomic import os_error
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: error: {os_error(exc.filename or '', exc, 'access the file').one_line()}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if args.debug:
             traceback.print_exc()
