@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_export_dicom)
 
     # Sub-commands that live with their own code (their heavy imports stay inside).
-    from .evaluate.evaluate_cli import register as register_evaluate
     from .dataset.dataset_cli import register as register_dataset
+    from .evaluate.evaluate_cli import register as register_evaluate
     from .report.narrative_cli import register as register_narrative
 
     register_narrative(sub)

@@ -3,14 +3,12 @@ file, or a finding that says "check the masks"."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import load_findings, real_path, run_cli, simple_case_arrays, write_case
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import REPO, run_cli, simple_case_arrays, write_case
 
 from RadGPTLogic.io import atomic
 from RadGPTLogic.io.atomic import manifest_problems, publish, read_manifest, recover
-
-from conftest import REPO, run_cli, simple_case_arrays, write_case
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
