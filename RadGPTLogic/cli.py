@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_export_dicom)
 
     # Sub-commands that live with their own code (their heavy imports stay inside).
-    from .evaluate.evaluate_cli import register as register_evaluate
     from .dataset.dataset_cli import register as register_dataset
+    from .evaluate.evaluate_cli import register as register_evaluate
     from .report.narrative_cli import register as register_narrative
 
     register_narrative(sub)
@@ -203,6 +203,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("radgpt: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # permissions, read-only or full disk: the user's to fix, with the path
+        from .io.atomic import os_error
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: error: {os_error(exc.filename or '', exc, 'access the file').one_line()}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if args.debug:
             traceback.print_exc()

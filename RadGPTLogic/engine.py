@@ -47,6 +47,7 @@ from .measure.lesions import (
 )
 from .measure.organs import (
     attenuation_verdicts,
+    centroid_ras,
     enlargement,
     enlargement_rule,
     organ_hu,
@@ -55,10 +56,8 @@ from .measure.organs import (
     small_rule,
     smallness,
 )
-from .measure.organs import centroid_ras
 from .measure.plausibility import mask_checks
-from .rules import HOLLOW_ORGANS
-from .rules import DEFAULT_RULES, PHASES, Rules
+from .rules import DEFAULT_RULES, HOLLOW_ORGANS, PHASES, Rules
 
 PANCREAS_PART_MASKS = vocab.PANCREAS_PARTS
 # Masks the computed pancreas parts depend on (pancreas, given parts, landmarks).

@@ -162,9 +162,11 @@ PLAUSIBLE_VOLUME_ML = {
 }
 SOLID_ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right")
 PLAUSIBLE_SOLID_ORGAN_HU = (-150.0, 400.0)
-# Paired organs whose left/right order in patient space is fixed: (right one, left one).
-RIGHT_LEFT_PAIRS = (("liver", "spleen"), ("kidney_right", "kidney_left"),
-                    ("adrenal_gland_right", "adrenal_gland_left"))
+# Structures whose left/right order in patient space is fixed (centres; situs inversus
+# would be flagged too, rightly): (the one on the patient's right, the one on the left).
+RIGHT_LEFT_PAIRS = (("liver", "spleen"), ("liver", "stomach"), ("gall_bladder", "stomach"),
+                    ("kidney_right", "kidney_left"), ("adrenal_gland_right", "adrenal_gland_left"),
+                    ("postcava", "aorta"))
 
 ENLARGEMENT_SOURCES = {
     "spleen": "Linguraru et al., Acad Radiol 2013 (> 314.5 mL enlarged, > 430.8 mL massively enlarged)",

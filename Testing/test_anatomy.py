@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ellipsoid
 
 from RadGPTLogic.anatomy.kidney import exophytic_fraction, kidney_pole
 from RadGPTLogic.anatomy.liver import couinaud_location, portal_bifurcation_z
 from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.phantom import build_phantom
-
-from conftest import ellipsoid
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import simple_case_arrays
 
 from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
-
-from conftest import simple_case_arrays
 
 
 def _engine():

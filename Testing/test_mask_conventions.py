@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_cli, simple_case_arrays, write_case
 
 from RadGPTLogic import vocabulary as vocab
-from RadGPTLogic.case import Case
+from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.measure.attachment import attachment, organ_with_lesions
-from RadGPTLogic.case import Crop
 from RadGPTLogic.phantom import build_phantom
 from RadGPTLogic.rules import DEFAULT_RULES, Rules
-
-from conftest import run_cli, simple_case_arrays, write_case
 
 
 def _findings(affine, masks, ct=None, phase="venous", rules=DEFAULT_RULES) -> dict:

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import load_findings, run_cli, without_provenance
 
 from RadGPTLogic.phantom import LesionSpec, build_phantom, default_lesions, write_case
-
-from conftest import load_findings, run_cli, without_provenance
 
 
 def _report(case_dir, out, phase="non-contrast"):

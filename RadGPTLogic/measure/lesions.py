@@ -17,6 +17,7 @@ from ..rules import Rules
 from .diameters import who_diameters
 from .hu import robust_hu_stats
 
+
 def connectivity_structure(connectivity: int) -> np.ndarray:
     """The 3x3x3 structuring element of 6-, 18- or 26-connectivity (face / +edge / +corner neighbours)."""
     rank = {6: 1, 18: 2, 26: 3}.get(connectivity)

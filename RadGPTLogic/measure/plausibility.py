@@ -31,13 +31,19 @@ def mask_checks(case: Case, organs: dict, centroid=None) -> list:
     """
     centroid = centroid or (lambda name: centroid_ras(case.crop(name), case.affine))
     out = []
+    voxel_ml = case.voxel_volume_mm3 / 1000.0
     for name, entry in organs.items():
         bounds = PLAUSIBLE_VOLUME_ML.get(name)
         volume = entry.get("volume_ml")
-        if bounds and volume is not None and not bounds[0] <= volume <= bounds[1]:
+        seen = (entry.get("voxel_count") or 0) * voxel_ml  # an organ cut by the scan is at least this big
+        if bounds and volume is not None and volume < bounds[0]:
             out.append({"structure": name, "check": "volume",
                         "problem": f"volume {volume:.1f} mL is implausible for a {_name(name)} "
                                    f"(expected {bounds[0]:g}-{bounds[1]:g} mL)"})
+        elif bounds and seen > bounds[1]:
+            out.append({"structure": name, "check": "volume",
+                        "problem": f"volume {'at least ' if volume is None else ''}{seen:.1f} mL is implausible "
+                                   f"for a {_name(name)} (expected {bounds[0]:g}-{bounds[1]:g} mL)"})
         hu = entry.get("mean_hu")
         if name in SOLID_ORGANS and hu is not None and not PLAUSIBLE_SOLID_ORGAN_HU[0] <= hu <= PLAUSIBLE_SOLID_ORGAN_HU[1]:
             lo, hi = PLAUSIBLE_SOLID_ORGAN_HU

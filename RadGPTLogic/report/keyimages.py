@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .png import encode_png
 from .format import fmt_mm
+from .png import encode_png
 
 WINDOW_WIDTH = 400.0
 WINDOW_LEVEL = 40.0
