@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+from llm_server import ScriptedLLMServer
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.evaluate import ORGANS
@@ -24,8 +25,6 @@ from RadGPTLogic.evaluate.metrics import (
     wilson_interval,
 )
 from RadGPTLogic.llm.client import LLMConfig
-
-from llm_server import ScriptedLLMServer
 
 # --------------------------------------------------------------------------- rule extractor
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from RadGPTLogic.pipeline import run_report
 from RadGPTLogic.phantom import build_phantom, staging_lesions, write_case
+from RadGPTLogic.pipeline import run_report
 from RadGPTLogic.report.factcheck import ERROR_KINDS, check_narrative, number_matches
 from RadGPTLogic.report.structured import render_text
 
@@ -336,11 +336,11 @@ def test_notes_support_additions(staged, texts):
 @pytest.mark.parametrize("phase", ["unknown", "non-contrast", "arterial", "venous", "delayed"])
 def test_structured_report_passes_its_own_check_in_every_phase(phase):
     """Phase-dependent sentences ("steatosis not assessable on ...") must not read as findings."""
+    from conftest import simple_case_arrays
+
     from RadGPTLogic.case import Case
     from RadGPTLogic.engine import Engine
     from RadGPTLogic.report.structured import render_text
-
-    from conftest import simple_case_arrays
 
     ct, affine, masks = simple_case_arrays()
     f = Engine(Case.from_arrays("C", affine, masks, ct=ct), phase).compute().to_dict()

@@ -6,12 +6,11 @@ import json
 import time
 
 import pytest
+from llm_server import ScriptedLLMServer, word_tokens
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.llm.budget import DEFAULT_CONTEXT_TOKENS, Budget, TokenCounter, probe_budget
 from RadGPTLogic.llm.client import LLMConfig, LLMError, Request, chat, chat_many, complete, load_config
-
-from llm_server import ScriptedLLMServer, word_tokens
 
 MSG = [{"role": "user", "content": "hello"}]
 

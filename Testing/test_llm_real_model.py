@@ -18,7 +18,6 @@ import json
 import os
 
 import pytest
-
 from conftest import run_cli
 from llm_server import ScriptedLLMServer
 
@@ -109,8 +108,7 @@ def assert_outcome(out, server: RealServer, window: int = WINDOW) -> dict:
     narrative = (out / "narrative.txt").read_text()
     structured = (out / "report.txt").read_text().strip()
     assert record["attempts"], record
-    for body, prompt in zip(server.requests, server.prompt_tokens):
-        assert 0 < body["max_tokens"] <= ANSWER_CAP
+    assert all(0 < body["max_tokens"] <= ANSWER_CAP for body in server.requests)
     accepted = [(b, p) for b, p in zip(server.requests, server.prompt_tokens) if p + b["max_tokens"] <= window]
     assert len(accepted) == len(server.requests) - server.refused  # the server answered only what fits
     answered = [a for a in record["attempts"] if "llm_error" not in a]

@@ -9,6 +9,8 @@ import random
 import shutil
 
 import pytest
+from llm_server import ScriptedLLMServer, word_tokens
+from test_factcheck import SECTIONED, make_findings, values
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.llm import client as llm_client
@@ -29,9 +31,6 @@ from RadGPTLogic.report.narrative import (
     write_narrative,
     write_narratives,
 )
-
-from llm_server import ScriptedLLMServer, word_tokens
-from test_factcheck import SECTIONED, make_findings, values
 
 
 @pytest.fixture(scope="module")

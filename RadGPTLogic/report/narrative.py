@@ -380,7 +380,7 @@ def write_narratives(out_dirs, config, examples=None, style=None, max_tries: int
     package = examples is None
     pool, style_note = filter_style(load_examples(examples), style, package)
     jobs, chosen = [], []
-    for out, findings, structured in cases:
+    for _out, findings, structured in cases:
         picked = select_examples(pool, findings, k)
         chosen.append(picked)
         jobs.append(CheckedJob(prompt_variants(findings, structured, picked, style_note),

@@ -561,7 +561,7 @@ class _Checker:
                 for m in verb_pat.finditer(sent.text):
                     verbs.append((m.start(), m.end(), verb_name))
             verbs.sort()
-            for i, (s, e, key) in enumerate(vessel_hits):
+            for s, e, key in vessel_hits:
                 negated = is_negated(sent.text, s, e)
                 if negated:
                     continue

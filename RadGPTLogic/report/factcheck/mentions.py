@@ -170,7 +170,7 @@ def _split_points(text: str, anchors: list) -> list:
     for prev, cur in zip(anchors, anchors[1:]):
         lo, hi = prev[1], cur[0]
         best = None
-        for rank, pat in _SPLIT_RANKS:
+        for _rank, pat in _SPLIT_RANKS:
             for m in pat.finditer(text, lo, hi):
                 if any(s <= m.start() < e for s, e in loc_spans):
                     continue
@@ -454,7 +454,7 @@ def describe_text(text: str) -> dict:
         for m in STEATOSIS.finditer(sent.text):
             if not is_negated(sent.text, m.start(), m.end()):
                 steatosis.add("pancreas" if re.search(r"pancrea", sent.text, re.I) else "liver")
-        for key, pat in VESSEL_PATTERNS.items():
+        for pat in VESSEL_PATTERNS.values():
             for v in re.finditer(pat, sent.text):
                 if is_negated(sent.text, v.start(), v.end()):
                     continue

@@ -49,7 +49,7 @@ class NotesFacts:
                 if not is_negated(sent.text, m.start(), m.end()):
                     if m.group(2):
                         self.organ_claims.add((MEGALY_ORGAN[m.group(2).lower()], "enlarged"))
-                    for organ, side in claim_organs(sent, m.start()):
+                    for organ, _side in claim_organs(sent, m.start()):
                         self.organ_claims.add((organ, "enlarged"))
                         if organ == "kidney":
                             self.organ_claims |= {("kidney_left", "enlarged"), ("kidney_right", "enlarged")}
@@ -65,7 +65,7 @@ class NotesFacts:
                 self.stages.add(m.group(1))
             for m in OVERALL_STAGE.finditer(sent.text):
                 self.stages.add(m.group())
-            for m in RESECT.finditer(sent.text):
+            if RESECT.search(sent.text):
                 self.stages.add("resect")
         for m in find_mentions(self.sentences):
             if m.organ and (m.sizes or any(not n[3] for n in lesion_nouns(m.text))):
