@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from png_reader import decode_png, png_size
 
 from RadGPTLogic.case import Case
 from RadGPTLogic.engine import compute_findings
@@ -31,8 +32,6 @@ from RadGPTLogic.report.keyimages import (
 )
 from RadGPTLogic.report.png import encode_png
 from RadGPTLogic.report.structured import render_html
-
-from png_reader import decode_png, png_size
 
 CALIPER_RGB = {"longest": LONGEST_RGB, "perpendicular": PERPENDICULAR_RGB}
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
