@@ -86,7 +86,7 @@ def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, dicom_series=None, d
         del mask
         add_named_crop(case, name, crop, str(path), path)
     if not case.structures:
-        raise InputError(path, "no segment has a known structure name (see CONTRACT.md section 1)")
+        raise InputError(path, "no segment has a known structure name (see docs/CONTRACT.md section 1)")
     return case
 
 

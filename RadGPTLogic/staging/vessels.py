@@ -1,6 +1,6 @@
 """The seven vessels of pancreatic staging, from whatever masks the case has.
 
-Keys (CONTRACT §3 ``vessel_contact_deg``): ``SMA``, ``CA``, ``CHA``, ``SMV``, ``PV``,
+Keys (docs/CONTRACT.md §3 ``vessel_contact_deg``): ``SMA``, ``CA``, ``CHA``, ``SMV``, ``PV``,
 ``aorta``, ``IVC``.  Sources, first match wins:
 
 =======  =====================================================================
