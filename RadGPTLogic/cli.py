@@ -63,13 +63,28 @@ def _cmd_import(args) -> int:
 
         case = case_from_labelmap(args.seg, table=args.labels, ct_path=args.ct, case_id=out.name,
                                   dicom_series=args.dicom_series, dicom_resample=args.dicom_resample)
+    from .io.atomic import publish, read_manifest
     from .io.casefolder import write_case_folder
+    from .io.origin import IMPORT_FILE, import_record
 
     for line in case.warnings:
         log.warning("%s", line)
     write_case_folder(case, out)
+    # Where the masks came from (model output, expert labels ...): read by export-dicom.
+    table = _import_table_source(args)
+    publish(out, {IMPORT_FILE: import_record(args.seg, table, read_manifest(out))})
     print(f"{out}: {len(case.structures)} structure(s) written")
     return 0
+
+
+def _import_table_source(args) -> str | None:
+    """How `radgpt import` named the labels: the label table's source (a registry name
+    such as ``amos``, a file), ``names embedded in the file``, or None (Slicer names)."""
+    if args.labels:
+        from .io.label_tables import load_table
+
+        return load_table(args.labels).source
+    return None if args.seg.lower().endswith(".nrrd") else "names embedded in the file"
 
 
 def _cmd_export_dicom(args) -> int:
