@@ -19,7 +19,15 @@ import numpy as np
 from ..case import Case, Crop
 from ..errors import InputError
 from ..geometry import GRID_TOLERANCE_MM, grid_deviation_mm
-from .assemble import add_absent_lesions, add_named_crop, case_on_volume_grid, case_with_ct, file_stem
+from .assemble import (
+    add_absent_lesions,
+    add_named_crop,
+    case_on_volume_grid,
+    case_with_ct,
+    file_stem,
+    note_header,
+    require_orientation,
+)
 from .label_tables import LabelTable, load_table
 from .nifti import Volume, read_nifti
 
@@ -74,17 +82,20 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dico
     ------
     InputError
         Naming the file: missing/unreadable files, non-integral label values, a label
-        map off the CT grid, no label names, or no known structure at all.
+        map off the CT grid, a label map or CT without orientation (no qform/sform),
+        no label names, or no known structure at all.
     """
     seg_path = Path(seg_path)
     lt = load_table(table) if table is not None else None
     labels = read_nifti(seg_path)
+    require_orientation(labels)
     if lt is None:
         lt = embedded_label_table(seg_path)
     case_id = case_id or file_stem(seg_path)
     if ct_path is not None:
         case = case_with_ct(case_id, ct_path, dicom_series=dicom_series, dicom_resample=dicom_resample)
         _require_same_grid(case, labels, ct_path)
+        note_header(case, labels)
     else:
         case = case_on_volume_grid(case_id, labels)
 
