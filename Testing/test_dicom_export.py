@@ -373,7 +373,9 @@ def test_validators_find_no_error(trusted, repaired_series, tmp_path):
     case, findings = trusted
     from RadGPTLogic.io.dicom_export import export_dicom
 
-    paths = export_dicom(case, findings, repaired_series, tmp_path / "out")
+    # an in-memory case: nothing records how its masks were made, and the export says so
+    with pytest.warns(UserWarning, match="exported as MANUAL"):
+        paths = export_dicom(case, findings, repaired_series, tmp_path / "out")
     for path in paths:
         proc = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
         out = proc.stdout + proc.stderr
