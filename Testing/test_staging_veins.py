@@ -271,3 +271,16 @@ def test_real_totalsegmentator_pv_beside_an_smv(rel):
     assert reason.startswith("not assessable: no mask for ")
     missing = set(reason.split("no mask for ", 1)[1].split(", "))
     assert missing == {"SMA", "CA", "CHA"}
+
+
+@pytest.mark.parametrize("given,missing", [("superior_mesenteric_vein", "PV"), ("portal_vein", "SMV")])
+def test_abdomenatlas_veins_mask_beside_one_given_vein(given, missing):
+    """AbdomenAtlas `veins` (SMV + PV) with one of the pair also given on its own."""
+    affine, truth = _veins(3.0, 20.0)
+    own = truth["smv"] if given == "superior_mesenteric_vein" else truth["pv"]
+    case = _stored_case(affine, {given: own, "veins": truth["smv"] | truth["pv"]}, "LPS", (2, 0, 1))
+    vessels = resolve_vessels(case)
+    assert vessels[missing]["source"].startswith(f"veins minus {given}")
+    got = _full(case, vessels[missing]["crop"])
+    want = truth["pv"] if missing == "PV" else truth["smv"]
+    assert _dice(got, want) >= 0.95 and not np.any(got & own)
