@@ -50,6 +50,8 @@ class Findings:
     warnings: list = field(default_factory=list)
     anatomy: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    lesions_assessed: dict = field(default_factory=dict)
+    mask_checks: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +60,8 @@ class Findings:
             "phase": self.phase,
             "organs": {name: _ordered(entry, ORGAN_KEYS) for name, entry in self.organs.items()},
             "lesions": [_ordered(entry, LESION_KEYS) for entry in self.lesions],
+            "lesions_assessed": self.lesions_assessed,
+            "mask_checks": self.mask_checks,
             "sub_threshold_lesions": self.sub_threshold,
             "not_assessable": self.not_assessable,
             "warnings": self.warnings,
@@ -82,4 +86,6 @@ class Findings:
             warnings=data.get("warnings", []),
             anatomy=data.get("anatomy", {}),
             provenance=data.get("provenance", {}),
+            lesions_assessed=data.get("lesions_assessed", {}),
+            mask_checks=data.get("mask_checks", []),
         )
