@@ -337,11 +337,11 @@ def trusted(repaired_series):
 
     case = case_from_labelmap(LABELS, table="total", ct_path=repaired_series)
     # A left kidney (patient's left = small canonical i) and a tumour inside it.
-    centre = (int(case.shape[0] * 0.72), int(case.shape[1] * 0.3), case.shape[2] // 2)
+    centre = (int(case.shape[0] * 0.28), int(case.shape[1] * 0.3), case.shape[2] // 2)
     kidney = _ball(case, centre, 30.0)
     case.structures["kidney_left"] = Crop.from_full(kidney)
     case.structures["kidney_tumor"] = Crop.from_full(_ball(case, centre, 9.0))
-    case.structures["veins"] = Crop.from_full(_ball(case, (centre[0] - 60, centre[1] + 40, centre[2]), 6.0))
+    case.structures["veins"] = Crop.from_full(_ball(case, (centre[0] + 90, centre[1] + 40, centre[2]), 6.0))
     liver = case.crop("liver")
     full = np.zeros(case.shape, bool)
     full[liver.slices] = liver.mask

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from RadGPTLogic.case import Case
+from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.phantom import build_phantom, reorient_array, staging_lesions, write_case
@@ -212,7 +212,8 @@ def test_real_totalsegmentator_pv_beside_an_smv(rel):
     mask's rightmost voxel (the portal vein at the liver hilum), reaches the mask's
     top, holds none of the splenic vein (what isolating the mask alone removes, left
     of the SMV), and is the trunk less the SMV.  A lesion touching the PV then has a PV contact, and NCCN
-    misses only the arteries TotalSegmentator's `total` does not give.
+    misses only the arteries TotalSegmentator's `total` does not give.  (The tumour is
+    a ball in the pancreas where it comes closest to the trunk.)
     """
     import nibabel as nib
 
@@ -234,13 +235,16 @@ def test_real_totalsegmentator_pv_beside_an_smv(rel):
     smv = _tube([(low[0], low[1], low[2] - 60.0), (low[0], low[1], low[2])], 5.0, world)
     masks = {n: labels == v for v, n in wanted.items()}
     masks["superior_mesenteric_vein"] = smv
-    # A 9 mm ball centred 8 mm in front of the PV's centroid, kept inside the body.
-    combined_w = voxel_world(alone.affine, t.crop.offset, np.nonzero(t.crop.mask))
-    top = combined_w[combined_w[:, 2] > low[2] + 3.0]
-    centre = top.mean(axis=0) + np.array([0.0, 8.0, 0.0])
-    d2 = sum((world[n] - centre[n]) ** 2 for n in range(3))
-    masks["pancreatic_pdac"] = (d2 <= 9.0 ** 2) & (labels != 64)
     case = Case.from_arrays("TS", img.affine, masks)
+    # A tumour: the pancreas within 6 mm of the portal vein (as resolved without it).
+    pv_first = resolve_vessels(case)["PV"]["crop"]
+    assert pv_first is not None
+    from scipy import ndimage
+
+    near_pv = ndimage.distance_transform_edt(~_full(case, pv_first), sampling=case.spacing) <= 6.0
+    tumour = near_pv & _full(case, case.crop("pancreas"))
+    assert tumour.sum() >= 8
+    case.structures["pancreatic_pdac"] = Crop.from_full(tumour)
 
     vessels = resolve_vessels(case)
     assert vessels["SMV"]["source"] == "superior_mesenteric_vein"
