@@ -189,8 +189,8 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None, a
         else:
             raise InputError(None, f"algorithm type for '{name}' must be one of {', '.join(ALGORITHM_TYPES)}, "
                                    f"not {given!r}")
-    unrecorded = sorted({seg.mask for seg in segments
-                         if origins.get(seg.mask, MaskOrigin(MANUAL)).why.startswith("no record")})
+    unrecorded = sorted({item.mask for item in segments
+                         if origins.get(item.mask, MaskOrigin(MANUAL)).why.startswith("no record")})
     if unrecorded:
         warnings.warn(f"{case.case_id}: nothing records how {len(unrecorded)} mask(s) were made "
                       f"({', '.join(unrecorded[:5])}{', ...' if len(unrecorded) > 5 else ''}): "
@@ -199,8 +199,8 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None, a
     n_frames = len(sources)
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
     pixels = np.zeros((n_frames, rows, cols, len(segments)), bool)
-    for s, seg_item in enumerate(segments):
-        pixels[..., s] = canonical_to_frames(seg_item.crop, case.shape, volume.ornt)
+    for s, item in enumerate(segments):
+        pixels[..., s] = canonical_to_frames(item.crop, case.shape, volume.ornt)
     if pixels.shape[:3] != (n_frames, rows, cols):
         raise InputError(dicom_folder, "series geometry does not match the case")
 
