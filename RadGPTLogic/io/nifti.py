@@ -136,7 +136,13 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     if image_class is None:
         raise InputError(path, "not a NIfTI-1 or NIfTI-2 image (bad header)")
     try:
-        img = image_class.from_bytes(data)  # parses the header only
+        # nibabel logs (and quietly repairs) header problems; we say them ourselves, in one line.
+        nib_log = nib.imageglobals.logger
+        was_disabled, nib_log.disabled = nib_log.disabled, True
+        try:
+            img = image_class.from_bytes(data)  # parses the header only
+        finally:
+            nib_log.disabled = was_disabled
         header = img.header
         shape = tuple(int(n) for n in header.get_data_shape())
         dtype = header.get_data_dtype()
@@ -161,7 +167,10 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     affine = np.asarray(img.affine, float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(path, "degenerate or non-finite voxel-to-world affine")
-    affine, notes, orientation_known = _header_geometry(path, header, affine, raw.shape)
+    # The header as stored: nibabel's checks quietly set a zero voxel size to 1.
+    stored = image_class.header_class(data[: image_class.header_class.sizeof_hdr], check=False)
+    affine, notes, orientation_known = _header_geometry(path, header, affine, raw.shape,
+                                                        stored_zooms=stored["pixdim"][1:4])
     slope = getattr(proxy, "slope", 1.0)
     inter = getattr(proxy, "inter", 0.0)
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
@@ -187,7 +196,7 @@ def _corners(shape) -> np.ndarray:
     return np.vstack([idx, np.ones((1, idx.shape[1]))])
 
 
-def _header_geometry(path: Path, header, affine: np.ndarray, shape) -> tuple:
+def _header_geometry(path: Path, header, affine: np.ndarray, shape, stored_zooms=None) -> tuple:
     """``(affine in mm, warnings, orientation_known)`` of a NIfTI header (see the module docstring).
 
     ``affine`` is nibabel's choice (sform, else qform, else its fallback) in the
@@ -205,6 +214,12 @@ def _header_geometry(path: Path, header, affine: np.ndarray, shape) -> tuple:
         notes.append(f"{path}: spatial units are {_UNIT_NAMES[unit_code]}; positions and voxel sizes "
                      f"converted to mm (x {scale:g}), as ITK does (nibabel does not)")
     if not orientation_known:
+        zooms = [float(z) for z in (header["pixdim"][1:4] if stored_zooms is None else stored_zooms)]
+        if not all(np.isfinite(z) and z > 0 for z in zooms):
+            # nibabel would silently take 1 mm for a zero voxel size: every volume would be wrong.
+            raise InputError(path, f"voxel size {zooms[0]:g} x {zooms[1]:g} x {zooms[2]:g} in the header "
+                                   "(pixdim) and no orientation (qform_code and sform_code are 0): the voxel "
+                                   "size is unknown; fix the header")
         notes.append(f"{path}: no orientation in the header (qform_code and sform_code are 0): voxel sizes are "
                      "known but not how the axes lie in the patient, so left/right and front/back are not "
                      "trustworthy (read with nibabel's default axes)")
