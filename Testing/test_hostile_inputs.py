@@ -174,3 +174,51 @@ def test_many_sub_threshold_components_reach_the_impression():
     impression = render_text(f).split("IMPRESSION:")[1]
     assert "Not measured: 11250 liver lesion components below 10 mm3" in impression
     assert "No liver lesion" not in impression
+
+
+# ---------------------------------------------------------------------- text defects
+
+def test_a_right_kidney_lesion_is_listed_under_the_right_kidney():
+    from RadGPTLogic.phantom import build_phantom, default_lesions
+    from RadGPTLogic.case import Case
+    from RadGPTLogic.engine import Engine
+    from RadGPTLogic.report.structured import render_text
+
+    cyst = [l for l in default_lesions() if l.mask == "kidney_cyst"]  # in the right kidney
+    ph = build_phantom(size="small", lesions=cyst)
+    f = Engine(Case.from_arrays("K", ph.affine, ph.masks, ph.ct), "non-contrast").compute().to_dict()
+    assert f["lesions"][0]["side"] == "right"
+    lines = render_text(f).split("FINDINGS:")[1].split("\n\n")[0].splitlines()
+    right = next(n for n, line in enumerate(lines) if line.startswith("Right kidney:"))
+    left = next(n for n, line in enumerate(lines) if line.startswith("Left kidney:"))
+    cyst_line = next(n for n, line in enumerate(lines) if "Kidney cyst 1" in line)
+    assert right < cyst_line < left
+
+
+def test_small_organs_use_the_lower_limit(tmp_path):
+    from RadGPTLogic.case import Case
+    from RadGPTLogic.engine import Engine
+    from RadGPTLogic.report.structured import render_text
+
+    grid = (40, 40, 40)
+    pancreas = np.zeros(grid, bool)
+    pancreas[10:30, 10:30, 10:20] = True  # 4,000 voxels of 4.3 mm3: 17.2 mL
+    affine = np.diag([1.625, 1.625, 1.625, 1.0])
+    f = Engine(Case.from_arrays("S", affine, {"pancreas": pancreas})).compute().to_dict()
+    entry = f["organs"]["pancreas"]
+    assert entry["volume_ml"] == pytest.approx(4000 * 1.625 ** 3 / 1000)
+    assert entry["small"] is True and entry["enlarged"] == "no" and entry["small_below_ml"] == 34.5
+    text = render_text(f)
+    assert "Pancreas: small (volume 17.2 mL; below 34.5 mL)" in text and "normal size" not in text
+    assert "Small pancreas (volume 17.2 mL)." in text.split("IMPRESSION:")[1]
+
+
+def test_zero_voxel_size_without_orientation_is_an_error(case_dir, tmp_path):
+    liver = case_dir / "segmentations" / "liver.nii.gz"
+    img = nib.load(liver)
+    bad = nib.Nifti1Image(np.asarray(img.dataobj), None)
+    bad.header.set_zooms((5.0, 5.0, 0.0))  # no qform/sform: the voxel size is all there is
+    bad.header["qform_code"] = bad.header["sform_code"] = 0
+    nib.save(bad, liver)
+    (case_dir / "ct.nii.gz").unlink()
+    _one_line_error(run_cli("report", case_dir, "--out", tmp_path / "out"), str(liver), "voxel size 5 x 5 x 0")

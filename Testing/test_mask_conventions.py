@@ -177,3 +177,29 @@ def test_lesion_ids_sort_as_numbers():
     f = _findings(affine, {"liver": liver, "liver_lesion": lesion})
     numbers = [int(l["id"].rsplit("_", 1)[1]) for l in f["lesions"]]
     assert numbers == sorted(numbers) and len(numbers) == 13 * 13
+
+
+def test_many_lesions_make_a_bounded_readable_report():
+    from RadGPTLogic.report.structured import KEY_IMAGES_PER_ORGAN, render_reports
+
+    grid, affine = (60, 60, 12), np.eye(4)
+    liver = np.zeros(grid, bool)
+    liver[1:59, 1:59, 1:11] = True
+    lesion = np.zeros(grid, bool)
+    for n, i in enumerate(range(3, 55, 4)):
+        for j in range(3, 55, 4):
+            lesion[i:i + 2, j:j + 2, 3:6 + (n % 3)] = True  # sizes differ by row: 12, 16, 20 mm^3
+    ct = np.where(liver, 60, -100).astype(np.int16)
+    case = Case.from_arrays("M", affine, {"liver": liver, "liver_lesion": lesion}, ct=ct)
+    f = Engine(case).compute().to_dict()
+    reports = render_reports(f, case=case)
+    html = reports["report.html"]
+    assert html.count('<img class="keyimage"') == KEY_IMAGES_PER_ORGAN
+    assert f"No key image for {len(f['lesions']) - KEY_IMAGES_PER_ORGAN} smaller lesions" in html
+    # the largest lesions get the images
+    largest = sorted(f["lesions"], key=lambda l: -l["volume_ml"])[:KEY_IMAGES_PER_ORGAN]
+    assert all(f'id="key-{l["id"]}"' in html for l in largest)
+    # one not-assessable line for all lesions, not one per lesion
+    text = reports["report.txt"]
+    na = text.split("NOT ASSESSABLE:")[1].split("\n\n")[0].strip().splitlines()
+    assert na == [f"- Couinaud segment of {len(f['lesions'])} liver lesions: segment not assessable (no segment masks)"]

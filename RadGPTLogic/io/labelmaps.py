@@ -20,7 +20,15 @@ from .. import vocabulary as vocab
 from ..case import Case, Crop
 from ..errors import InputError
 from ..geometry import GRID_TOLERANCE_MM, grid_deviation_mm
-from .assemble import add_absent_lesions, add_named_crop, case_on_volume_grid, case_with_ct, file_stem
+from .assemble import (
+    add_absent_lesions,
+    add_named_crop,
+    case_on_volume_grid,
+    case_with_ct,
+    file_stem,
+    note_header,
+    require_orientation,
+)
 from .label_tables import LabelTable, load_table
 from .nifti import Volume, read_nifti
 
@@ -75,12 +83,14 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dico
     ------
     InputError
         Naming the file: missing/unreadable files, non-integral label values, a label
-        map off the CT grid, no label names, a table that does not fit the file
-        (:func:`check_table_fits`), or no known structure at all.
+        map off the CT grid, a label map or CT without orientation (no qform/sform),
+        no label names, a table that does not fit the file (:func:`check_table_fits`),
+        or no known structure at all.
     """
     seg_path = Path(seg_path)
     lt = load_table(table) if table is not None else None
     labels = read_nifti(seg_path)
+    require_orientation(labels)
     label_array, present = _index_labels(labels)
     unlisted = []
     if lt is None:
@@ -92,6 +102,7 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dico
     if ct_path is not None:
         case = case_with_ct(case_id, ct_path, dicom_series=dicom_series, dicom_resample=dicom_resample)
         _require_same_grid(case, labels, ct_path)
+        note_header(case, labels)
     else:
         case = case_on_volume_grid(case_id, labels)
     case.warnings.extend(unlisted)

@@ -276,20 +276,49 @@ def _has_ct(findings: dict) -> bool:
     return isinstance(inputs, dict) and "ct" in inputs
 
 
+def _split_subject(what: str, lesions: dict) -> tuple:
+    """``("liver_lesion_1", "kidney pole")`` when ``what`` is about a lesion of ``lesions`` (id -> entry),
+    else ``(None, what)``."""
+    head, _, rest = str(what).partition(" ")
+    return (head, rest) if head in lesions else (None, str(what))
+
+
 def _lesion_notes(findings: dict) -> dict:
     """lesion id -> not-assessable items about it ("kidney pole: ...") not already worded elsewhere
     (its location_note, its resectability reason)."""
-    out = {}
-    for lesion in findings.get("lesions", []):
-        lid = lesion.get("id")
+    lesions = {l.get("id"): l for l in findings.get("lesions", [])}
+    out: dict = {lid: [] for lid in lesions}
+    for item in findings.get("not_assessable", []):
+        lid, rest = _split_subject(item.get("what", ""), lesions)
+        if lid is None:
+            continue
+        lesion, why = lesions[lid], str(item.get("why", ""))
         said = [lesion.get("location_note") or "", (lesion.get("resectability_detail") or {}).get("reason") or ""]
-        notes = []
-        for item in findings.get("not_assessable", []):
-            what, why = str(item.get("what", "")), str(item.get("why", ""))
-            if not what.startswith(f"{lid} ") or any(why and why in text for text in said):
-                continue
-            notes.append(f"{what[len(lid) + 1:]}: {why}")
-        out[lid] = notes
+        if not any(why and why in text for text in said):
+            out[lid].append(f"{rest}: {why}")
+    return out
+
+
+#: Not-assessable items shared by more lesions than this are said once for all of them.
+GROUP_NOT_ASSESSABLE_ABOVE = 3
+
+
+def _not_assessable_lines(findings: dict) -> list:
+    """``[{"what", "why"}]`` in words; an item shared by many lesions of one organ is said once."""
+    lesions = {l.get("id"): l for l in findings.get("lesions", [])}
+    groups: dict = {}
+    for item in findings.get("not_assessable", []):
+        lid, rest = _split_subject(item.get("what", ""), lesions)
+        organ = lesions[lid].get("organ") if lid else None
+        groups.setdefault((organ, rest if lid else None, item.get("why", "")), []).append((lid, item))
+    out = []
+    for (organ, rest, why), members in groups.items():
+        if organ is not None and len(members) > GROUP_NOT_ASSESSABLE_ABOVE:
+            out.append({"what": f"{rest.capitalize()} of {len(members)} {_LESION_WORDS.get(organ, organ)} lesions",
+                        "why": why})
+            continue
+        for _, item in members:
+            out.append({"what": _humanise(findings, item.get("what", ""), lesions), "why": item.get("why", "")})
     return out
 
 
@@ -310,12 +339,12 @@ def lesion_title_text(lesion: dict) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _humanise(findings: dict, what: str) -> str:
+def _humanise(findings: dict, what: str, lesions: dict | None = None) -> str:
     """A not-assessable item's subject in words: lesion ids and organ keys become their names."""
     head, _, rest = str(what).partition(" ")
-    for lesion in findings.get("lesions", []):
-        if lesion.get("id") == head:
-            return f"{lesion_title_text(lesion)} {rest}".strip()
+    lesions = lesions if lesions is not None else {l.get("id"): l for l in findings.get("lesions", [])}
+    if head in lesions:
+        return f"{lesion_title_text(lesions[head])} {rest}".strip()
     if head in _ORGAN_WORDS or head in (findings.get("organs") or {}):
         word = _ORGAN_WORDS.get(head, head.replace("_", " "))
         return f"{word[:1].upper()}{word[1:]} {rest}".strip()
@@ -339,8 +368,7 @@ def report_context(findings: dict, key_images: dict | None = None, key_image_not
         "rules": rules,
         "sections": _sections(findings),
         "impression": _impression(findings),
-        "not_assessable": [{"what": _humanise(findings, i.get("what", "")), "why": i.get("why", "")}
-                           for i in findings.get("not_assessable", [])],
+        "not_assessable": _not_assessable_lines(findings),
         "warnings": findings.get("warnings", []),
         "lesion_number": {l.get("id"): _lesion_number(l) for l in findings.get("lesions", [])},
         "staging": {l.get("id"): _staging(l) for l in findings.get("lesions", [])},
@@ -383,9 +411,7 @@ def key_image_lesions(findings: dict) -> list:
     return chosen
 
 
-def render_html(findings: dict, case=None, template_dir=None) -> str:
-    """One self-contained HTML page: organ table, structured report and, given the
-    :class:`~RadGPTLogic.case.Case`, a key image per lesion (inline PNG data URIs)."""
+def _html_key_images(findings: dict, case) -> tuple:
     images, note = {}, None
     if case is None:
         note = "no key images (the renderer was not given the case's CT and masks)"
@@ -397,4 +423,24 @@ def render_html(findings: dict, case=None, template_dir=None) -> str:
                 "src": ki.data_uri(), "width": ki.width, "height": ki.height, "note": ki.note,
                 "has_ct": ki.has_ct, "labels": ki.labels,
             }
+    return images, note
+
+
+def render_html(findings: dict, case=None, template_dir=None) -> str:
+    """One self-contained HTML page: organ table, structured report and, given the
+    :class:`~RadGPTLogic.case.Case`, a key image per lesion (inline PNG data URIs; the
+    largest :data:`KEY_IMAGES_PER_ORGAN` lesions of each organ)."""
+    images, note = _html_key_images(findings, case)
     return _render("report.html.j2", report_context(findings, images, note), template_dir)
+
+
+def render_reports(findings: dict, case=None, template_dir=None) -> dict:
+    """``{"report.txt", "report.md", "report.html"}`` from one shared context (built once)."""
+    context = report_context(findings)
+    images, note = _html_key_images(findings, case)
+    return {
+        "report.txt": _render("report.txt.j2", context, template_dir),
+        "report.md": _render("report.md.j2", context, template_dir),
+        "report.html": _render("report.html.j2", {**context, "key_images": images, "key_image_note": note},
+                               template_dir),
+    }
