@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from .batch import discover_cases, input_changes, recorded_inputs
+from .batch.discovery import discover_cases
+from .batch.resume import input_changes, recorded_inputs
 
 LESION_ORGANS = ("liver", "pancreas", "kidney")
 VOLUME_ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right")
