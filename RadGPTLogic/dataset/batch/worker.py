@@ -8,6 +8,12 @@ keeps ``workers`` of them; on Dask every worker thread keeps one, so a per-case
 time limit can end a case without ending the Dask worker, and a segmentation model
 stays loaded between cases.
 
+Two ways to start one: :class:`CaseProcess` through ``multiprocessing`` (the local
+pool; ``fork`` on Linux, so a worker starts at once), and :meth:`CaseProcess.popen`,
+a fresh interpreter started with :mod:`subprocess` (used inside Dask workers, which
+are daemonic ``multiprocessing`` processes and may not have ``multiprocessing``
+children; POSIX only).
+
 Dying with the parent, also after SIGKILL: every child inherits the read end of one
 *lifeline* pipe whose only write end stays in the parent (each child closes the
 copy it inherited).  A thread in the child blocks reading it; when the parent ends,
@@ -74,7 +80,8 @@ def _worker_main(conn, parent_end, lifeline_read, lifeline_write, opts) -> None:
     """Child process: stage messages over ``conn`` until ``None`` or the parent is gone."""
     for end in (parent_end, lifeline_write):
         try:
-            end.close()  # copies inherited by fork: only the parent may hold these
+            if end is not None:
+                end.close()  # copies inherited by fork: only the parent may hold these
         except OSError:
             pass
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,19 +109,84 @@ def _worker_main(conn, parent_end, lifeline_read, lifeline_write, opts) -> None:
             return
 
 
+def _popen_main() -> None:
+    """Entry of a :meth:`CaseProcess.popen` child: ``python -c ... CONN_FD LIFELINE_FD``."""
+    import sys
+    from multiprocessing.connection import Connection
+
+    conn = Connection(int(sys.argv[1]))
+    lifeline = Connection(int(sys.argv[2]), writable=False)
+    _worker_main(conn, None, lifeline, None, None)
+
+
+class _PopenProcess:
+    """A :class:`subprocess.Popen` with the few ``multiprocessing.Process`` members used here."""
+
+    sentinel = None  # the end of its pipe tells when it dies
+
+    def __init__(self, popen):
+        self.popen = popen
+        self.pid = popen.pid
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        try:
+            self.popen.kill()
+        except OSError:
+            pass
+
+    def join(self, timeout=None) -> None:
+        import subprocess
+
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @property
+    def exitcode(self):
+        return self.popen.poll()
+
+
 class CaseProcess:
     """One worker process (see the module doc); ``opts`` are the default options of its stages."""
 
-    def __init__(self, ctx, lifeline: Lifeline, opts=None):
+    def __init__(self, ctx, lifeline: Lifeline | None, opts=None, *, _process=None, _conn=None):
+        self.index = None
+        self.task = None
+        self.stage = None
+        self.started = 0.0
+        if _process is not None:
+            self.proc, self.conn = _process, _conn
+            return
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, name="radgpt-batch-worker", daemon=True,
                                 args=(child, self.conn, lifeline.read_end, lifeline.write_end, opts))
         self.proc.start()
         child.close()
-        self.index = None
-        self.task = None
-        self.stage = None
-        self.started = 0.0
+
+    @classmethod
+    def popen(cls, lifeline_fd: int) -> "CaseProcess":
+        """A case process in a fresh interpreter (same ``sys.path``), watching the pipe read end
+        ``lifeline_fd`` whose write end only the caller holds."""
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        mine, theirs = socket.socketpair()
+        child_fd = theirs.detach()
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        code = "from RadGPTLogic.dataset.batch.worker import _popen_main; _popen_main()"
+        try:
+            popen = subprocess.Popen([sys.executable, "-c", code, str(child_fd), str(lifeline_fd)],
+                                     pass_fds=(child_fd, lifeline_fd), env=env, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)  # a Ctrl-C to the terminal is not for it
+        finally:
+            os.close(child_fd)
+        return cls(None, None, _process=_PopenProcess(popen), _conn=Connection(mine.detach()))
 
     @property
     def busy(self) -> bool:
@@ -149,9 +221,10 @@ class CaseProcess:
             self.kill()
             return "died", self.death_message()
         deadline = None if timeout is None else self.started + timeout
+        watched = [self.conn] + ([self.proc.sentinel] if self.proc.sentinel is not None else [])
         while True:
             wait_s = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = wait([self.conn, self.proc.sentinel], timeout=wait_s)
+            ready = wait(watched, timeout=wait_s)
             if ready:
                 value = self.receive()
                 if value is not None:
