@@ -232,6 +232,8 @@ class DaskExecutor(Executor):
                         done, _ = distributed.wait(list(running), timeout=0.5, return_when="FIRST_COMPLETED")
                 except (TimeoutError, distributed.TimeoutError):
                     done = ()
+                except Exception:  # noqa: BLE001 - e.g. FuturesCancelledError: the scheduler went away
+                    done = [f for f in running if f.done()]
                 for future in done:
                     index, task, chain = running.pop(future)
                     row = self._row_of(future, task, client)
