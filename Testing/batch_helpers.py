@@ -97,3 +97,27 @@ class CopySegmenter:
 
 def copy_case(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
+
+
+def scripted_server_class():
+    """The project's local OpenAI-compatible test server (in the package today; moving to Testing/)."""
+    try:
+        from RadGPTLogic.llm.testserver import ScriptedLLMServer
+    except ImportError:  # pragma: no cover - after the move
+        from testserver import ScriptedLLMServer
+    return ScriptedLLMServer
+
+
+def narrative_reply(out: Path):
+    """A scripted LLM answer: the case's own structured report (named in the prompt), minus the
+    "not assessable" steatosis sentences that the fact checker reads as claims, between #start/#end."""
+    import re
+
+    def reply(body: dict) -> str:
+        text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []) if m.get("role") == "user")
+        case_id = re.findall(r"case (BDMAP_\d+)", text)[-1]
+        report = (Path(out) / case_id / "report.txt").read_text()
+        report = re.sub(r" (Steatosis|Fatty pancreas) not assessable[^.]*\.", "", report)
+        return f"#start\n{report}\n#end\n"
+
+    return reply

@@ -318,3 +318,17 @@ def test_segmentation_tasks_go_to_the_gpu_worker_and_set_up_once(root, tmp_path)
             {k: v for k, v in ref.items() if k != "provenance"}
     finally:
         c.stop()
+
+
+def test_narratives_are_limited_cluster_wide(root, cluster, tmp_path):
+    from batch_helpers import narrative_reply, scripted_server_class
+    from RadGPTLogic.llm.client import LLMConfig
+
+    out = tmp_path / "out"
+    with scripted_server_class()(narrative_reply(out), delay_s=0.4) as server:
+        config = LLMConfig(base_url=server.url, model=server.model, max_retries=0, timeout_s=30)
+        result = run_batch(root, out, executor="dask", scheduler=cluster.address, llm=config, llm_concurrency=1,
+                           handle_signals=False)
+        assert server.max_in_flight == 1  # two workers, one request at a time across the cluster
+    assert result.exit_code == 0
+    assert all(r["status"] == "ok" and r["narrative"] == "accepted" for r in result.rows), result.rows
