@@ -332,3 +332,31 @@ def test_narratives_are_limited_cluster_wide(root, cluster, tmp_path):
         assert server.max_in_flight == 1  # two workers, one request at a time across the cluster
     assert result.exit_code == 0
     assert all(r["status"] == "ok" and r["narrative"] == "accepted" for r in result.rows), result.rows
+
+
+def test_cli_joins_a_running_cluster(root, cluster, tmp_path):
+    import contextlib
+    import io
+
+    from RadGPTLogic.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["batch", str(root), "--out", str(tmp_path / "out"), "--executor", "dask",
+                   "--scheduler", cluster.address, "--ids", str(_ids(tmp_path, CASES[:2]))])
+    assert rc == 0, err.getvalue()
+    assert f"Dask cluster at {cluster.address}" in err.getvalue()
+    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text())
+    assert summary["counts"]["ok"] == 2 and summary["options"]["cluster"] == "joined"
+    # A scheduler that is not there: one line, exit 2, nothing half-done.
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["batch", str(root), "--out", str(tmp_path / "out2"), "--executor", "dask",
+                   "--scheduler", "tcp://127.0.0.1:9"])
+    assert rc == 2 and "tcp://127.0.0.1:9" in err.getvalue() and len(err.getvalue().strip().splitlines()) == 1
+
+
+def _ids(folder: Path, ids) -> Path:
+    path = folder / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    return path

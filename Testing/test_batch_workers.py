@@ -189,3 +189,18 @@ def test_progress_bar_shows_rate_and_eta():
     plain = io.StringIO()
     Progress(plain, bar=False)(1, 2, {"case_id": "c", "status": "ok", "seconds": 0.5, "error": "", "note": ""})
     assert plain.getvalue() == "[1/2] c ok 0.5 s\n"
+
+
+def test_seg_model_without_the_backend_is_one_line(root, tmp_path):
+    import contextlib
+    import importlib.util
+
+    from RadGPTLogic.cli import main
+
+    if importlib.util.find_spec("RadGPTLogic.segment") is not None:
+        pytest.skip("the segmentation backend is installed")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["batch", str(root), "--out", str(tmp_path / "out"), "--seg-model", "some_model"])
+    assert rc == 2 and "segmentation backend" in err.getvalue() and len(err.getvalue().strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

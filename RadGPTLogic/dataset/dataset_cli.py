@@ -78,6 +78,10 @@ def register(subparsers) -> None:
                    help="AJCC T4 for CA/SMA/CHA: > 180 degrees of contact (default) or any solid contact")
     b.add_argument("--templates", metavar="DIR", help="folder of institution templates overriding the shipped ones")
     b.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
+    b.add_argument("--seg-model", action="append", metavar="MODEL",
+                   help="segment case folders that hold only a CT with this nnU-Net model (preset name or model "
+                        "folder; repeat for several) before their report; needs the segmentation backend")
+    b.add_argument("--seg-device", default="auto", help="device for --seg-model: auto, cpu, cuda, cuda:1 ...")
     b.add_argument("--no-progress-bar", dest="bar", action="store_false", default=None,
                    help="one plain line per case even on a terminal (the default in logs)")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -146,8 +150,19 @@ def cmd_batch(args) -> int:
     llm = _llm_config(args)
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError(None, f"--concurrency must be at least 1 (got {args.concurrency})")
+    segmenter = None
+    if args.seg_model:
+        import importlib.util
+
+        from .batch import RunnerSegmenter
+
+        if importlib.util.find_spec("RadGPTLogic.segment") is None:
+            raise InputError(None, "--seg-model needs the segmentation backend (RadGPTLogic.segment), "
+                                   "which this installation lacks")
+        segmenter = RunnerSegmenter(list(args.seg_model), device=args.seg_device, timeout_s=args.timeout)
     result = run_batch(
-        args.root, args.out, workers=args.workers, phase=args.phase or "unknown", phases=phases, ids=ids,
+        args.root, args.out, workers=args.workers, segmenter=segmenter, phase=args.phase or "unknown",
+        phases=phases, ids=ids,
         resume=not args.force, timeout=args.timeout, rules=rules, template_dir=args.templates,
         resample=args.resample, progress=Progress(sys.stderr, bar=args.bar),
         executor=args.executor, scheduler=args.scheduler, llm=llm, llm_concurrency=args.concurrency or 2,

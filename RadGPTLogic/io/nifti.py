@@ -191,7 +191,7 @@ def _gunzip(path: Path, data: bytes) -> bytes:
 
 
 def read_niftis(paths, workers: int | None = None):
-    """Read several NIfTI files concurrently; yields their :class:`Volume`\ s in the order of ``paths``.
+    """Read several NIfTI files concurrently; yields their volumes (:class:`Volume`) in the order of ``paths``.
 
     Reading is mostly inflating and hashing, which release the GIL, so threads read
     files side by side.  At most ``workers`` files (default: the CPUs this process may

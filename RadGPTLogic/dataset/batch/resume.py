@@ -15,11 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-#: The files of one ``radgpt report`` run that must belong together (same as
-#: :data:`RadGPTLogic.pipeline.REPORT_OUTPUTS`, which a test keeps in step).
-REPORT_OUTPUTS = ("findings.json", "report.txt", "report.md", "report.html")
-
-
 def current_inputs(case_dir) -> dict:
     """The files ``run_report`` would read for ``case_dir``: relative path -> Path
     (the one definition in :mod:`RadGPTLogic.io.casefolder`)."""
@@ -64,8 +59,11 @@ def input_changes(case_dir, findings: dict) -> list:
     return changes
 
 
-def output_problems(out_dir, names=REPORT_OUTPUTS) -> list:
+def output_problems(out_dir, names=None) -> list:
     """Why the outputs ``names`` in ``out_dir`` are not one run's whole set (empty when they are).
+
+    ``names`` defaults to everything ``radgpt report`` writes besides derived masks
+    (:data:`RadGPTLogic.pipeline.REPORT_OUTPUTS`).
 
     ``["no output manifest (written by an older version)"]`` for a folder without a
     manifest, else the files missing or different from what the manifest recorded
@@ -73,6 +71,8 @@ def output_problems(out_dir, names=REPORT_OUTPUTS) -> list:
     """
     from ...io.atomic import manifest_problems, read_manifest
 
+    if names is None:
+        from ...pipeline import REPORT_OUTPUTS as names
     if not read_manifest(out_dir):
         return ["no output manifest (written by an older version)"]
     return manifest_problems(out_dir, list(names))
