@@ -190,46 +190,41 @@ def _gunzip(path: Path, data: bytes) -> bytes:
     return out[0] if len(out) == 1 else b"".join(out)
 
 
-def read_niftis(paths, workers: int | None = None):
-    """Read several NIfTI files concurrently; yields their volumes (:class:`Volume`) in the order of ``paths``.
+def read_niftis(paths, ahead: int = 1):
+    """Read several NIfTI files, ``ahead`` of them in background threads while the caller
+    works on the current one; yields their volumes (:class:`Volume`) in the order of ``paths``.
 
-    Reading is mostly inflating and hashing, which release the GIL, so threads read
-    files side by side.  At most ``workers`` files (default: the CPUs this process may
-    use, at most 4) are held at once, counting the one the consumer has (a new read
-    starts when the consumer asks for the next file), which bounds memory to
-    ``workers`` decompressed files: the consumer should drop each before asking again.  A file's :class:`InputError` is raised when its turn
-    comes, exactly as :func:`read_nifti` would raise it; files after it are not waited for.
+    Reading is mostly inflating and hashing, which release the GIL, so the next files
+    are read while the caller checks and crops the current one.  At most ``ahead + 1``
+    decompressed files are held at once (the caller should drop each volume before
+    asking for the next), which is what bounds memory: a full-size mask is 75 MB and
+    inflating it may briefly need twice that.  A file's :class:`InputError` is raised
+    when its turn comes, exactly as :func:`read_nifti` would raise it; files after it
+    are not waited for.  ``ahead=0`` reads one file at a time in this thread.
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     paths = list(paths)
-    if workers is None:
-        try:
-            workers = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            workers = os.cpu_count() or 1
-        workers = max(1, min(4, workers))
-    if workers <= 1 or len(paths) <= 1:
+    if ahead <= 0 or len(paths) <= 1:
         for path in paths:
             yield read_nifti(path)
         return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radgpt-read")
+    pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="radgpt-read")
     pending = deque()
+    queue = iter(paths)
     try:
-        queue = iter(paths)
         for path in queue:
             pending.append(pool.submit(read_nifti, path))
-            if len(pending) >= workers:
+            if len(pending) >= ahead:
                 break
         while pending:
             volume = pending.popleft().result()
-            yield volume
-            # The consumer has taken what it needs (a crop): free this file before the next read starts.
-            del volume
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append(pool.submit(read_nifti, nxt))
+                pending.append(pool.submit(read_nifti, nxt))  # read while the caller works on this one
+            yield volume
+            del volume
     finally:
         for future in pending:
             future.cancel()
