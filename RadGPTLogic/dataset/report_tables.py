@@ -75,33 +75,36 @@ def findings_rows(findings: dict) -> list:
     return [{k: r.get(k) for k in FINDINGS_COLUMNS} for r in rows]
 
 
-def _cell(value) -> str:
+def csv_cell(value) -> str:
+    """One CSV cell: empty for None, ``true``/``false``, lists ``;``-joined, floats unrounded (repr)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
     if isinstance(value, float):
         return repr(value)
     return str(value)
 
 
-def reports_csv_text(cases: list) -> str:
-    """``reports.csv`` from ``(case_id, structured report, narrative or None)`` triples."""
+def csv_text(columns, rows) -> str:
+    """A CSV file (``\\n`` line ends) with ``columns`` as header and one line per row (dict or sequence)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(REPORTS_COLUMNS)
-    for case_id, structured, narrative in cases:
-        writer.writerow([case_id, structured, narrative or ""])
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(row.get(k)) for k in columns] if isinstance(row, dict) else list(row))
     return buf.getvalue()
+
+
+def reports_csv_text(cases: list) -> str:
+    """``reports.csv`` from ``(case_id, structured report, narrative or None)`` triples."""
+    return csv_text(REPORTS_COLUMNS, ([case_id, structured, narrative or ""] for case_id, structured, narrative in cases))
 
 
 def findings_csv_text(rows: list) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(FINDINGS_COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(row.get(k)) for k in FINDINGS_COLUMNS])
-    return buf.getvalue()
+    return csv_text(FINDINGS_COLUMNS, rows)
 
 
 def findings_parquet_bytes(rows: list) -> bytes | None:

@@ -48,9 +48,7 @@ ones (the old and the new dataset are swapped by two renames).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -62,6 +60,7 @@ from pathlib import Path
 from ..errors import InputError
 from .batch.discovery import discover_cases
 from .batch.resume import input_changes, recorded_inputs
+from .report_tables import csv_text
 
 LESION_ORGANS = ("liver", "pancreas", "kidney")
 PHASES_CSV = "phases.csv"
@@ -201,25 +200,8 @@ def _lesion_summary(lesion: dict) -> dict:
     return {k: lesion.get(k) for k in keys}
 
 
-def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ";".join(str(v) for v in value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def metadata_csv(rows: list) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METADATA_COLUMNS)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(k)) for k in METADATA_COLUMNS])
-    return buf.getvalue()
+    return csv_text(METADATA_COLUMNS, rows)
 
 
 def _readme(rows: list, mode: str, narrative: bool, verify: bool) -> str:
@@ -390,12 +372,7 @@ def _not_one_run(out_case: Path, contents: dict) -> str:
 
 def _phases_csv(rows: list) -> str:
     """``case_id,phase`` of every case: ``radgpt batch DATASET --phase-csv DATASET/phases.csv`` re-makes the reports."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("case_id", "phase"))
-    for row in rows:
-        writer.writerow((row["case_id"], row.get("phase") or "unknown"))
-    return buf.getvalue()
+    return csv_text(("case_id", "phase"), ([row["case_id"], row.get("phase") or "unknown"] for row in rows))
 
 
 def _write_dataset_tables(folder: Path, case_ids: list) -> None:
