@@ -28,7 +28,7 @@ from ..case import Case, Crop
 from ..errors import InputError
 from .assemble import add_mask_volume, attach_ct, case_on_volume_grid
 from .atomic import publish
-from .nifti import nifti_gz_bytes, read_nifti
+from .nifti import nifti_gz_bytes, read_niftis
 
 CT_FILE_NAMES = ("ct.nii.gz", "ct.nii")
 SEGMENTATIONS = "segmentations"
@@ -161,24 +161,31 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
         raise InputError(files.case_dir / SEGMENTATIONS,
                          f"no mask has a known structure name (found: {found}); name masks as in "
                          "docs/CONTRACT.md (liver.nii.gz, liver_lesion.nii.gz, ...)")
-    case = None
-    if files.ct is not None:
-        ct = read_nifti(files.ct)
-        case = case_on_volume_grid(files.case_dir.name, ct)
-        attach_ct(case, ct)
-    warnings, ignored = [], []
-    warnings += [f"{p}: not a mask file (*.nii.gz); ignored" for p in files.other]
-    for mask in files.masks:
-        if mask.structure is None:
-            if mask.unused:
-                ignored.append(mask.stem)
-            else:
-                warnings.append(f"{mask.path}: unknown structure name '{mask.stem}' (ignored)")
-            continue
-        vol = read_nifti(mask.path)
-        if case is None:
-            case = case_on_volume_grid(files.case_dir.name, vol)
-        add_mask_volume(case, mask.structure, vol, resample=resample)
+    known = [m for m in files.masks if m.structure is not None]
+    # The CT and the masks are read side by side (inflating releases the GIL), in this order.
+    volumes = read_niftis(([files.ct] if files.ct is not None else []) + [m.path for m in known])
+    try:
+        case = None
+        if files.ct is not None:
+            ct = next(volumes)
+            case = case_on_volume_grid(files.case_dir.name, ct)
+            attach_ct(case, ct)
+        warnings, ignored = [], []
+        warnings += [f"{p}: not a mask file (*.nii.gz); ignored" for p in files.other]
+        for mask in files.masks:
+            if mask.structure is None:
+                if mask.unused:
+                    ignored.append(mask.stem)
+                else:
+                    warnings.append(f"{mask.path}: unknown structure name '{mask.stem}' (ignored)")
+                continue
+            vol = next(volumes)
+            if case is None:
+                case = case_on_volume_grid(files.case_dir.name, vol)
+            add_mask_volume(case, mask.structure, vol, resample=resample)
+            del vol  # only its crop stays: free the decompressed file before the next one is read
+    finally:
+        volumes.close()  # stop reading ahead when a file is refused
     case.warnings[:0] = warnings
     case.ignored.extend(ignored)
     return case

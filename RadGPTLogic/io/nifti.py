@@ -251,8 +251,43 @@ def _header_geometry(path: Path, header, affine: np.ndarray, shape, stored_zooms
     return affine, notes, orientation_known
 
 
+@lru_cache(maxsize=1)
+def _fast_gunzip():
+    """``(decompress, error class)`` of the fastest installed gzip library, or None.
+
+    ``isal`` (Intel ISA-L), then ``zlib-ng``: both inflate multi-member streams in
+    C into one buffer (the standard library joins members, holding the data twice)
+    and check every member's CRC and length.  Inflating is exact: every library
+    gives the same bytes.
+    """
+    try:
+        from isal import igzip, isal_zlib
+
+        return igzip.decompress, isal_zlib.error
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import gzip_ng, zlib_ng
+
+        return gzip_ng.decompress, zlib_ng.error
+    except ImportError:
+        return None
+
+
 def _gunzip(path: Path, data: bytes) -> bytes:
-    """Decompress (possibly multi-member) gzip data; CRC and length are checked by zlib."""
+    """Decompress (possibly multi-member) gzip data; CRC and length are checked.
+
+    Uses the fast library where installed (:func:`_fast_gunzip`), else ``zlib``.
+    """
+    fast = _fast_gunzip()
+    if fast is not None:
+        decompress, error = fast
+        try:
+            return decompress(data)
+        except EOFError:
+            raise InputError(path, "corrupt or truncated gzip data (unexpected end of stream)") from None
+        except (OSError, ValueError, error) as exc:  # BadGzipFile is an OSError
+            raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
     out = []
     try:
         while data:
@@ -264,6 +299,47 @@ def _gunzip(path: Path, data: bytes) -> bytes:
     except zlib.error as exc:
         raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
     return out[0] if len(out) == 1 else b"".join(out)
+
+
+def read_niftis(paths, ahead: int = 1):
+    """Read several NIfTI files, ``ahead`` of them in background threads while the caller
+    works on the current one; yields their volumes (:class:`Volume`) in the order of ``paths``.
+
+    Reading is mostly inflating and hashing, which release the GIL, so the next files
+    are read while the caller checks and crops the current one.  At most ``ahead + 1``
+    decompressed files are held at once (the caller should drop each volume before
+    asking for the next), which is what bounds memory: a full-size mask is 75 MB and
+    inflating it may briefly need twice that.  A file's :class:`InputError` is raised
+    when its turn comes, exactly as :func:`read_nifti` would raise it; files after it
+    are not waited for.  ``ahead=0`` reads one file at a time in this thread.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = list(paths)
+    if ahead <= 0 or len(paths) <= 1:
+        for path in paths:
+            yield read_nifti(path)
+        return
+    pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="radgpt-read")
+    pending = deque()
+    queue = iter(paths)
+    try:
+        for path in queue:
+            pending.append(pool.submit(read_nifti, path))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            volume = pending.popleft().result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(read_nifti, nxt))  # read while the caller works on this one
+            yield volume
+            del volume
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 def _nifti_class(data: bytes):
