@@ -56,20 +56,37 @@ def _cmd_import(args) -> int:
     if args.seg.lower().endswith(".nrrd"):
         from .io.segnrrd import case_from_seg_nrrd
 
-        case = case_from_seg_nrrd(args.seg, ct_path=args.ct, case_id=out.name, dicom_series=args.dicom_series,
-                                  dicom_resample=args.dicom_resample)
+        case = case_from_seg_nrrd(args.seg, ct_path=args.ct, case_id=out.name, labels=args.labels,
+                                  dicom_series=args.dicom_series, dicom_resample=args.dicom_resample)
     else:
         from .io.labelmaps import case_from_labelmap
 
         case = case_from_labelmap(args.seg, table=args.labels, ct_path=args.ct, case_id=out.name,
                                   dicom_series=args.dicom_series, dicom_resample=args.dicom_resample)
+    from .io.atomic import publish, read_manifest
     from .io.casefolder import write_case_folder
+    from .io.origin import IMPORT_FILE, import_record
 
     for line in case.warnings:
         log.warning("%s", line)
     write_case_folder(case, out)
+    # Where the masks came from (model output, expert labels ...): read by export-dicom.
+    table = _import_table_source(args)
+    publish(out, {IMPORT_FILE: import_record(args.seg, table, read_manifest(out))})
     print(f"{out}: {len(case.structures)} structure(s) written")
     return 0
+
+
+def _import_table_source(args) -> str | None:
+    """How `radgpt import` named the labels: the label table's source (a registry name
+    such as ``amos``, a file), ``names embedded in the file``, or None (Slicer names)."""
+    if args.seg.lower().endswith(".nrrd"):
+        return str(args.labels) if args.labels else None  # a segment-name mapping, not a label table
+    if args.labels:
+        from .io.label_tables import load_table
+
+        return load_table(args.labels).source
+    return "names embedded in the file"
 
 
 def _cmd_export_dicom(args) -> int:
@@ -158,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("import", help="turn a multi-label NIfTI or Slicer .seg.nrrd into a case folder")
     i.add_argument("seg", help="multi-label .nii.gz or .seg.nrrd")
-    i.add_argument("--labels", help="label table: total, abdomenatlas, abdomenatlas3, amos, a dataset.json or a JSON/colour table")
+    i.add_argument("--labels", help="label table: total, abdomenatlas, abdomenatlas3, amos, a dataset.json or a JSON/colour "
+                                    "table; for a .seg.nrrd, a JSON file mapping segment names to structure names")
     i.add_argument("--ct", help="CT on the same grid (copied into the case): a NIfTI file or a DICOM series folder")
     i.add_argument("--dicom-series", metavar="UID",
                    help="SeriesInstanceUID when the --ct folder holds several series (default: the CT series "
@@ -178,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_export_dicom)
 
     # Sub-commands that live with their own code (their heavy imports stay inside).
-    from .evaluate.evaluate_cli import register as register_evaluate
     from .dataset.dataset_cli import register as register_dataset
+    from .evaluate.evaluate_cli import register as register_evaluate
     from .report.narrative_cli import register as register_narrative
 
     register_narrative(sub)
@@ -203,6 +221,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("radgpt: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # permissions, read-only or full disk: the user's to fix, with the path
+        from .io.atomic import os_error
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"radgpt: error: {os_error(exc.filename or '', exc, 'access the file').one_line()}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if args.debug:
             traceback.print_exc()

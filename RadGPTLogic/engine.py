@@ -12,12 +12,21 @@ Cached steps:
 * ``lesions``: components, WHO diameters, volume and HU of one lesion mask; reads
   that mask (and, for a generic ``*_lesion`` mask, the typed masks it is reduced by).
 
-Cheap steps (steatosis verdicts, kidney side, attenuation class, ordering and ids)
-run on every call.
+* ``attach``: an organ mask united with the lesion components that belong to it
+  (:mod:`RadGPTLogic.measure.attachment`), so that lesions drawn inside the organ
+  mask (AbdomenAtlas) or carved out of it (Slicer's "overwrite all") give the same
+  findings; reads the organ mask and its lesion masks.
+
+Every later step reads the organs through this *view* of the case (organ masks
+with their lesions), never the raw masks.  Cheap steps (steatosis verdicts, kidney
+side, attenuation class, ordering and ids) run on every call.  The cache keeps only
+the entries the latest :meth:`Engine.compute` used, so a long editing session does
+not grow it without bound.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 from collections import OrderedDict
 
@@ -25,8 +34,10 @@ import numpy as np
 
 from . import __version__
 from . import vocabulary as vocab
-from .case import Case, Crop
+from .case import Case, Crop, union_crops
+from .errors import InputError
 from .findings import LESION_ORGAN_ORDER, Findings
+from .measure.attachment import organ_with_lesions
 from .measure.lesions import (
     attenuation_class,
     fraction_inside,
@@ -34,8 +45,19 @@ from .measure.lesions import (
     measure_component,
     split_components,
 )
-from .measure.organs import attenuation_verdicts, enlargement, enlargement_rule, organ_hu, organ_volume
-from .rules import DEFAULT_RULES, PHASES, Rules
+from .measure.organs import (
+    attenuation_verdicts,
+    centroid_ras,
+    enlargement,
+    enlargement_rule,
+    organ_hu,
+    organ_volume,
+    small_limit_ml,
+    small_rule,
+    smallness,
+)
+from .measure.plausibility import mask_checks
+from .rules import DEFAULT_RULES, HOLLOW_ORGANS, PHASES, Rules
 
 PANCREAS_PART_MASKS = vocab.PANCREAS_PARTS
 # Masks the computed pancreas parts depend on (pancreas, given parts, landmarks).
@@ -67,14 +89,16 @@ class Engine:
         self.set_phase(phase)
         self.case = case
         self.rules = rules
+        self._view = case  # the case with organ masks united with their lesions (set by compute)
         self._cache: dict = {}
+        self._used: set = set()
         self._digests: dict = {}  # name -> (crop object, digest)
         self._derived: dict = {}
         self.stats = {"hits": 0, "misses": 0}
 
     # ------------------------------------------------------------------ cache
     def _digest(self, name: str) -> str | None:
-        crop = self.case.crop(name)
+        crop = self._view.crop(name)
         if crop is None:
             return None
         held = self._digests.get(name)
@@ -84,6 +108,7 @@ class Engine:
         return held[1]
 
     def _cached(self, key: tuple, fn):
+        self._used.add(key)
         if key in self._cache:
             self.stats["hits"] += 1
             return self._cache[key]
@@ -115,10 +140,26 @@ class Engine:
 
     # ---------------------------------------------------------------- compute
     def compute(self) -> Findings:
-        case, rules = self.case, self.rules
-        findings = Findings(case_id=case.case_id, phase=self.phase)
-        findings.warnings = list(case.warnings)
+        """Findings of the current masks (only steps whose inputs changed are recomputed)."""
+        self._used = set()
+        self._view = self.case
+        try:
+            return self._compute()
+        finally:
+            # Keep only what the current masks can hit: a long Slicer session stays bounded.
+            self._cache = {k: v for k, v in self._cache.items() if k in self._used}
+            self._digests = {n: d for n, d in self._digests.items() if n in self._view.structures}
+
+    def _compute(self) -> Findings:
+        rules = self.rules
+        findings = Findings(case_id=self.case.case_id, phase=self.phase)
+        findings.warnings = list(self.case.warnings)
         effective = self._effective_lesion_masks(findings)
+        findings.lesions_assessed = {
+            organ: any(m in effective for m in vocab.LESION_ORGAN_KIND if vocab.LESION_ORGAN_KIND[m][0] == organ)
+            for organ in LESION_ORGAN_ORDER
+        }
+        self._view = case = self._organ_view(effective)
 
         # Organs ---------------------------------------------------------------
         for name in vocab.ORGANS:
@@ -132,11 +173,21 @@ class Engine:
                 findings.not_assessable.append({"what": f"{name}", "why": "organ mask is empty"})
             entry["enlarged"] = enlargement(name, entry["volume_ml"], rules)
             entry["enlarged_rule"] = enlargement_rule(name)
+            if small_rule(name):
+                entry["small"] = smallness(name, entry["volume_ml"], rules)
+                entry["small_below_ml"] = small_limit_ml(name, rules)
+                entry["small_rule"] = small_rule(name)
+            if name in HOLLOW_ORGANS and entry.get("mean_hu") is not None:
+                # Gas and fluid in the lumen: the number describes contents, not the organ.
+                entry["hu_meaningful"] = False
             if not entry["complete"]:
                 findings.not_assessable.append(
                     {"what": f"{name} volume", "why": "organ touches the edge of the scan (incomplete coverage)"}
                 )
         attenuation_verdicts(findings.organs, self.phase, rules)
+        findings.mask_checks = mask_checks(case, findings.organs, centroid=lambda n: self._cached(
+            ("centroid", n, self._digest(n)), lambda: centroid_ras(case.crop(n), case.affine)))
+        findings.warnings += [f"{c['structure']}: {c['problem']}; check the masks" for c in findings.mask_checks]
 
         # Landmarks shared by all lesions (computed once per case) ---------------
         ctx = self._anatomy_context(effective, findings)
@@ -145,7 +196,8 @@ class Engine:
         per_organ = OrderedDict((o, []) for o in LESION_ORGAN_ORDER)
         for mask_name, (crop, digest) in effective.items():
             organ, kind = vocab.LESION_ORGAN_KIND[mask_name]
-            kept, n_small, small_ml = self._cached(("lesions", mask_name, digest), lambda: self._lesions(crop))
+            kept, n_small, small_ml = self._cached(("lesions", mask_name, digest, rules.lesion_connectivity),
+                                                   lambda: self._lesions(crop))
             if n_small:
                 findings.sub_threshold.append(
                     {"mask": mask_name, "organ": organ, "count": n_small, "total_volume_ml": small_ml,
@@ -158,7 +210,8 @@ class Engine:
                 entry.update(self._lesion_context(organ, comp, entry, findings, ctx))
                 per_organ[organ].append(entry)
         for organ, entries in per_organ.items():
-            entries.sort(key=lambda e: (-e["voxel_count"], e["id"]))
+            # Largest first; ties in mask order, then by rank as a number (2 before 10).
+            entries.sort(key=lambda e: (-e["voxel_count"], vocab.LESIONS.index(e["mask"]), int(e["id"].rsplit("_", 1)[1])))
             findings.lesions.extend(entries)
 
         self._derived = {}
@@ -201,8 +254,41 @@ class Engine:
                 out[generic] = (reduced, digest)
         return out
 
+    def _organ_view(self, effective: dict) -> Case:
+        """The case with each organ mask united with the lesion components that belong to it.
+
+        Raises :class:`InputError` naming the lesion mask when a lesion mask is larger
+        than its organ (a mask saved under the wrong name).
+        """
+        case, rules = self.case, self.rules
+        replaced = {}
+        for organ, organ_masks in vocab.LESION_ORGAN_MASKS.items():
+            lesion_names = [m for m in effective if vocab.LESION_ORGAN_KIND[m][0] == organ]
+            if not lesion_names:
+                continue
+            lesion_crops = [effective[m][0] for m in lesion_names]
+            for name in organ_masks:
+                crop = case.crop(name)
+                if crop is None or crop.is_empty:
+                    continue
+                key = ("attach", name, self._digest(name), tuple(effective[m][1] for m in lesion_names),
+                       rules.lesion_contact_min, rules.lesion_connectivity)
+                replaced[name] = self._cached(key, lambda: organ_with_lesions(
+                    crop, lesion_crops, case.shape, rules.lesion_contact_min, rules.lesion_connectivity))
+            organ_voxels = sum((replaced.get(n) or case.crop(n)).count for n in organ_masks
+                               if case.crop(n) is not None)
+            if organ_voxels:
+                for m in lesion_names:
+                    if effective[m][0].count > organ_voxels:
+                        where = next((s.get("path") or s.get("name") for s in case.sources.get(m, [])), m)
+                        raise InputError(where, f"the {m} mask ({effective[m][0].count} voxels) is larger than "
+                                                f"its organ mask ({organ_voxels} voxels): check the masks")
+        if not replaced:
+            return case
+        return dataclasses.replace(case, structures={**case.structures, **replaced})
+
     def _organ(self, name: str, lesion_crops: list) -> dict:
-        case = self.case
+        case = self._view
         crop = case.crop(name)
         if crop.is_empty:
             # An erased or freshly added segment: absent, not a normal-sized organ.
@@ -211,7 +297,7 @@ class Engine:
         volume, complete, n = organ_volume(crop, case.shape, case.voxel_volume_mm3)
         exclude = None
         if lesion_crops:
-            exclude = _union(lesion_crops, crop)
+            exclude = union_crops(lesion_crops, crop)
         stats = organ_hu(case, crop, exclude)
         return {
             "volume_ml": volume,
@@ -224,7 +310,7 @@ class Engine:
 
     def _lesions(self, crop: Crop):
         kept, n_small, small_ml = split_components(
-            crop, self.case.voxel_volume_mm3, self.rules.min_lesion_volume_mm3
+            crop, self.case.voxel_volume_mm3, self.rules.min_lesion_volume_mm3, self.rules.lesion_connectivity
         )
         return [(comp, measure_component(self.case, comp, self.rules)) for comp in kept], n_small, small_ml
 
@@ -234,10 +320,16 @@ class Engine:
         These depend on other masks than the lesion's own, so they are assembled on
         every call from cached pieces (vessel models, contact angles, parts).
         """
-        case = self.case
+        case = self._view
         out = {"location": {}}
         organ_masks = [case.crop(m) for m in vocab.LESION_ORGAN_MASKS[organ]]
         out["in_organ_fraction"] = fraction_inside(comp, organ_masks)
+        # Lesions that belong to the organ lie wholly in the view's organ; the rest is outside it.
+        out["outside_organ"] = out["in_organ_fraction"] is not None and out["in_organ_fraction"] < 0.5
+        if out["outside_organ"]:
+            findings.warnings.append(
+                f"{entry['id']}: lies outside the {organ} mask ({100 * out['in_organ_fraction']:.0f}% inside); "
+                "check the masks (is this file the right structure?)")
         reference = organ
         if organ == "kidney":
             side, how = kidney_side(case, comp)
@@ -254,7 +346,10 @@ class Engine:
         out["attenuation"] = attenuation_class(entry.get("mean_hu"), organ_hu_value, self.rules.attenuation_iso_band_hu)
         out["attenuation_reference"] = reference if organ_hu_value is not None else None
         out.update({"vessel_contact_deg": None, "t_stage": None, "resectability": None})
-        if organ == "pancreas":
+        if organ == "pancreas" and out["outside_organ"]:
+            findings.not_assessable.append({"what": f"{entry['id']} staging",
+                                            "why": "lesion outside the pancreas mask (check the masks)"})
+        elif organ == "pancreas":
             out.update(self._pancreas_location_and_stage(comp, entry, findings, ctx, out["location"]))
         return out
 
@@ -263,7 +358,7 @@ class Engine:
         """Per-case landmarks: vessels (+ models near solid pancreatic lesions), pancreas parts."""
         from .staging.pancreatic import SOLID_KINDS
 
-        case = self.case
+        case = self._view
         ctx = {"vessels": None, "models": None, "parts": None, "bifurcation_z": None}
         organs_with_lesions = {vocab.LESION_ORGAN_KIND[m][0] for m, (c, _) in effective.items() if not c.is_empty}
         solid = [m for m, (c, _) in effective.items()
@@ -282,7 +377,7 @@ class Engine:
                 from .staging.pancreatic import prepare_vessel_models
 
                 near_crops = [effective[m][0] for m in solid]
-                near = _bounding_union(near_crops)
+                near = union_crops(near_crops) if any(not c.is_empty for c in near_crops) else None
                 mkey = ("models", vkey, tuple(effective[m][1] for m in solid))
                 ctx["models"] = self._cached(mkey, lambda: prepare_vessel_models(case, ctx["vessels"], near))
                 ctx["models_key"] = mkey
@@ -314,7 +409,7 @@ class Engine:
     def _liver_location(self, comp: Crop, entry: dict, findings: Findings, ctx: dict) -> dict:
         from .anatomy.liver import couinaud_location
 
-        loc = couinaud_location(self.case, comp, ctx.get("bifurcation_z"))
+        loc = couinaud_location(self._view, comp, ctx.get("bifurcation_z"))
         if loc is None:
             findings.not_assessable.append(
                 {"what": f"{entry['id']} Couinaud segment", "why": "segment not assessable (no segment masks)"}
@@ -332,9 +427,9 @@ class Engine:
         if side is None:
             return {"location_note": "kidney pole not assessable (side unknown)"}
         kidney_lesions = [m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == "kidney"]
-        parenchyma = kidney_parenchyma(self.case, side, kidney_lesions)
+        parenchyma = kidney_parenchyma(self._view, side, kidney_lesions)
         kidney_entry = findings.organs.get(f"kidney_{side}", {})
-        pole = kidney_pole(self.case, comp, parenchyma, bool(kidney_entry.get("complete")))
+        pole = kidney_pole(self._view, comp, parenchyma, bool(kidney_entry.get("complete")))
         out = {"kidney_pole_rule": pole["kidney_pole_rule"], "exophytic_fraction": exophytic_fraction(comp, parenchyma, self.case.affine)}
         if pole["kidney_pole"] is None:
             findings.not_assessable.append({"what": f"{entry['id']} kidney pole", "why": pole["kidney_pole_rule"]})
@@ -365,8 +460,8 @@ class Engine:
         if entry["kind"] not in SOLID_KINDS or ctx.get("models") is None:
             return out
         ckey = ("contact", comp.digest(), ctx["models_key"], self.rules.contact_mm)
-        contact = self._cached(ckey, lambda: vessel_contacts(self.case, comp, ctx["models"], self.rules))
-        out.update(stage_lesion(self.case, comp, entry["kind"], entry["longest_diameter_mm"], part,
+        contact = self._cached(ckey, lambda: vessel_contacts(self._view, comp, ctx["models"], self.rules))
+        out.update(stage_lesion(self._view, comp, entry["kind"], entry["longest_diameter_mm"], part,
                                 dict(contact), self.rules))
         detail = out.get("resectability_detail") or {}
         if out.get("resectability") is None and detail.get("reason"):
@@ -390,26 +485,6 @@ class Engine:
             },
             "rules": self.rules.as_dict(),
         }
-
-
-def _bounding_union(crops: list) -> Crop | None:
-    """Union of crops in the box enclosing them all (None for no crops)."""
-    crops = [c for c in crops if not c.is_empty]
-    if not crops:
-        return None
-    lo = np.min([c.offset for c in crops], axis=0)
-    hi = np.max([np.add(c.offset, c.shape) for c in crops], axis=0)
-    frame = Crop(np.zeros(tuple(int(x) for x in hi - lo), bool), tuple(int(x) for x in lo))
-    return _union(crops, frame)
-
-
-def _union(crops: list, frame: Crop) -> Crop:
-    """Union of crops, expressed in ``frame``'s box (only what overlaps the frame matters)."""
-    box = np.zeros(frame.shape, bool)
-    for c in crops:
-        if not c.is_empty:
-            box |= c.in_box(frame.offset, frame.shape)
-    return Crop(box, frame.offset)
 
 
 def compute_findings(case: Case, phase: str = "unknown", rules: Rules = DEFAULT_RULES) -> Findings:

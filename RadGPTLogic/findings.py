@@ -1,15 +1,143 @@
 """Findings: the single source of truth every report is rendered from.
 
-The JSON form follows CONTRACT.md section 3 (``schema_version`` 1).  Required keys
-come first in a fixed order; the engine adds more (HU spread, calipers, the rule
-behind each verdict) after them.  Numbers are not rounded here: rounding is a
-matter of presentation and happens in the report templates.
+The JSON form is described in docs/CONTRACT.md and checked by the JSON Schema
+shipped as ``RadGPTLogic/schema/findings.schema.json`` (``schema_version`` 1).
+Required keys come first in a fixed order; the engine adds more (HU spread,
+calipers, the rule behind each verdict) after them.  Numbers are not rounded here:
+rounding is a matter of presentation and happens in the report templates.
+
+Readers of findings.json (reports, fact checker, DICOM export, triplets, the Slicer
+view) type what they read with the ``TypedDict``s below; enumerated values are
+``Literal`` types.  Units: mm, mL, HU, degrees; ``*_ras_mm`` are RAS millimetres.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, TypedDict
+
+LesionOrgan = Literal["liver", "pancreas", "kidney"]
+LesionKind = Literal["lesion", "tumor", "cyst", "pdac", "pnet"]
+Side = Literal["left", "right"]
+Attenuation = Literal["hypo", "iso", "hyper"]
+Enlargement = Literal["no", "enlarged", "massively_enlarged"]
+Resectability = Literal["resectable", "borderline", "locally_advanced"]
+PancreasPart = Literal["head", "neck", "body", "tail"]
+KidneyPole = Literal["upper", "interpolar", "lower"]
+StagingVessel = Literal["SMA", "CA", "CHA", "SMV", "PV", "aorta", "IVC"]
+
+
+class OrganEntry(TypedDict, total=False):
+    """``findings["organs"][name]``: volume (mL; null when cut by the scan edge), HU, verdicts."""
+
+    volume_ml: Optional[float]
+    mean_hu: Optional[float]
+    sd_hu: Optional[float]
+    complete: bool
+    enlarged: Optional[Enlargement]
+    enlarged_rule: Optional[str]
+    small: Optional[bool]
+    small_below_ml: float
+    small_rule: str
+    steatosis: Optional[bool]
+    possible_steatosis: bool
+    steatosis_rule: str
+    liver_minus_spleen_hu: Optional[float]
+    pancreas_to_spleen_ratio: float
+    hu_meaningful: bool
+    hu_roi: Optional[str]
+    voxel_count: int
+    empty: bool
+
+
+class Location(TypedDict, total=False):
+    couinaud: List[str]
+    pancreas_part: PancreasPart
+    kidney_pole: KidneyPole
+
+
+class LesionEntry(TypedDict, total=False):
+    """``findings["lesions"][i]``: one connected lesion component (see docs/CONTRACT.md)."""
+
+    id: str
+    organ: LesionOrgan
+    side: Optional[Side]
+    kind: LesionKind
+    mask: str
+    longest_diameter_mm: float
+    perpendicular_diameter_mm: float
+    volume_ml: float
+    mean_hu: Optional[float]
+    sd_hu: Optional[float]
+    attenuation: Optional[Attenuation]
+    attenuation_reference: Optional[str]
+    slice_index: int
+    canonical_slice: int
+    voxel_count: int
+    calipers_ras_mm: Dict[str, List[List[float]]]
+    location: Location
+    location_note: str
+    in_organ_fraction: Optional[float]
+    outside_organ: bool
+    couinaud_shares: Dict[str, float]
+    couinaud_by: str
+    pancreas_parts: List[str]
+    pancreas_part_shares: Dict[str, float]
+    exophytic_fraction: Optional[float]
+    vessel_contact_deg: Optional[Dict[str, Optional[float]]]
+    organ_contact: Dict[str, Optional[bool]]
+    t_stage: Optional[str]
+    t_stage_basis: str
+    t_stage_rule: str
+    t_stage_caveat: Optional[str]
+    resectability: Optional[Resectability]
+    resectability_detail: dict
+    confidence: Optional[dict]
+
+
+class SubThreshold(TypedDict):
+    mask: str
+    organ: LesionOrgan
+    count: int
+    total_volume_ml: float
+    floor_mm3: float
+
+
+class NotAssessable(TypedDict):
+    what: str
+    why: str
+
+
+class MaskCheck(TypedDict):
+    structure: str
+    check: Literal["volume", "attenuation", "side"]
+    problem: str
+
+
+class FindingsDict(TypedDict, total=False):
+    """The whole findings.json (:meth:`Findings.to_dict`)."""
+
+    schema_version: int
+    case_id: str
+    phase: str
+    organs: Dict[str, OrganEntry]
+    lesions: List[LesionEntry]
+    lesions_assessed: Dict[str, bool]
+    mask_checks: List[MaskCheck]
+    sub_threshold_lesions: List[SubThreshold]
+    not_assessable: List[NotAssessable]
+    warnings: List[str]
+    anatomy: dict
+    provenance: dict
+
+
+def findings_schema() -> dict:
+    """The JSON Schema of findings.json (shipped with the package)."""
+    import importlib.resources
+
+    text = importlib.resources.files("RadGPTLogic").joinpath("schema/findings.schema.json").read_text("utf-8")
+    return json.loads(text)
 
 SCHEMA_VERSION = 1
 
@@ -50,14 +178,18 @@ class Findings:
     warnings: list = field(default_factory=list)
     anatomy: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    lesions_assessed: dict = field(default_factory=dict)
+    mask_checks: list = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> FindingsDict:
         return {
             "schema_version": SCHEMA_VERSION,
             "case_id": self.case_id,
             "phase": self.phase,
             "organs": {name: _ordered(entry, ORGAN_KEYS) for name, entry in self.organs.items()},
             "lesions": [_ordered(entry, LESION_KEYS) for entry in self.lesions],
+            "lesions_assessed": self.lesions_assessed,
+            "mask_checks": self.mask_checks,
             "sub_threshold_lesions": self.sub_threshold,
             "not_assessable": self.not_assessable,
             "warnings": self.warnings,
@@ -82,4 +214,6 @@ class Findings:
             warnings=data.get("warnings", []),
             anatomy=data.get("anatomy", {}),
             provenance=data.get("provenance", {}),
+            lesions_assessed=data.get("lesions_assessed", {}),
+            mask_checks=data.get("mask_checks", []),
         )

@@ -47,16 +47,11 @@ def render_outputs(findings: Findings, case: Case | None = None, derived: dict |
     """
     import jinja2
 
-    from .report.structured import render_html, render_markdown, render_text
+    from .report.structured import render_reports
 
     data = findings.to_dict()
     try:
-        files = {
-            "findings.json": findings.to_json(),
-            "report.txt": render_text(data, template_dir=template_dir),
-            "report.md": render_markdown(data, template_dir=template_dir),
-            "report.html": render_html(data, case=case, template_dir=template_dir),
-        }
+        files = {"findings.json": findings.to_json(), **render_reports(data, case=case, template_dir=template_dir)}
     except jinja2.TemplateError as exc:
         where = getattr(exc, "filename", None) or template_dir or "report template"
         line = getattr(exc, "lineno", None)

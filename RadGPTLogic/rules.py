@@ -58,7 +58,16 @@ class Rules:
     min_lesion_volume_mm3: float = 10.0
     # Connected components use 26-connectivity (voxels sharing a face, an edge or a
     # corner belong to one lesion), as RadGPT and scipy's full 3x3x3 structure.
+    # 6 (faces only) and 18 (faces and edges) are accepted.
     lesion_connectivity: int = 26
+    # A lesion component drawn outside its organ mask still belongs to the organ when
+    # at least this share of its outer surface touches the organ (or another lesion of
+    # it) -- the Slicer Segment Editor's default "overwrite all" carves a painted
+    # lesion out of the organ, leaving it wholly outside the organ mask but wrapped by
+    # it.  Project convention: an internal carved lesion touches ~100 %, a 50 %
+    # exophytic one ~50 %, while a neighbouring organ mislabelled as a lesion (a
+    # spleen saved as liver_lesion) touches the liver on a few per cent of its surface.
+    lesion_contact_min: float = 0.2
     # Lesion vs organ attenuation: "iso" when the mean HU differ by at most this
     # many HU, else hypo/hyper.  Project convention (RadGPT uses |d| < SD/10,
     # which calls almost every lesion hypo or hyper on noisy CT).
@@ -78,6 +87,18 @@ class Rules:
     # Kidney (each): 207.6 mL = 415.2 / 2 total kidney volume of men (RadGPT, citing
     # PMC5837692; unverified, marked heuristic).
     kidney_enlarged_ml: float = 207.6
+    # Lower limits ("small"): no consensus atrophy thresholds exist (clinical_rules A5),
+    # so these are the lower ends of published normal ranges and the report says at most
+    # "small", never "atrophic".
+    # Liver: mean - 2 SD of 1205 +/- 258 mL (Feng et al., WJG 2017).
+    liver_small_ml: float = 689.0
+    # Spleen: mean - 2 SD of 236.89 +/- 77.58 mL (Linguraru et al., Acad Radiol 2013).
+    spleen_small_ml: float = 81.7
+    # Pancreas: mean - 2 SD of 77.9 +/- 21.7 mL (Abdom Radiol 2019;44:958).
+    pancreas_small_ml: float = 34.5
+    # Kidney (each): 5th percentile of women's kidney volume, 99 mL (SHIP cohort MRI,
+    # J Clin Med 2024;13:769).
+    kidney_small_ml: float = 99.0
 
     # --- attenuation of organs ------------------------------------------------
     # Unenhanced CT: liver < 40 HU = moderate-severe steatosis (Boyce et al., AJR 2010),
@@ -112,6 +133,40 @@ class Rules:
 
 
 DEFAULT_RULES = Rules()
+
+SMALL_SOURCES = {
+    "liver": "< 689 mL (mean - 2 SD of 1205 +/- 258 mL, Feng et al. WJG 2017); no consensus atrophy threshold",
+    "spleen": "< 81.7 mL (mean - 2 SD of 236.9 +/- 77.6 mL, Linguraru et al. Acad Radiol 2013)",
+    "pancreas": "< 34.5 mL (mean - 2 SD of 77.9 +/- 21.7 mL, Abdom Radiol 2019); no consensus atrophy threshold",
+    "kidney_left": "< 99 mL (5th percentile, women, SHIP MRI cohort, J Clin Med 2024)",
+    "kidney_right": "< 99 mL (5th percentile, women, SHIP MRI cohort, J Clin Med 2024)",
+}
+
+# Organs whose lumen holds gas and fluid: a mean HU over the mask describes the
+# contents, not the wall, so reports give no attenuation for them.
+HOLLOW_ORGANS = ("stomach", "duodenum", "colon", "intestine", "esophagus")
+
+# Plausibility bounds, far outside any normal or pathological range: a complete organ
+# outside them is almost certainly another structure under this name (a wrong label
+# table, a mask saved under the wrong name), and the report says "check the masks".
+# Volumes in mL; HU of solid organs on any phase (air -1000, fat -100, bone > 400).
+PLAUSIBLE_VOLUME_ML = {
+    "liver": (300.0, 6000.0),
+    "spleen": (20.0, 4000.0),
+    "pancreas": (5.0, 300.0),
+    "kidney_left": (20.0, 1500.0),
+    "kidney_right": (20.0, 1500.0),
+    "gall_bladder": (0.5, 500.0),
+    "adrenal_gland_left": (0.3, 40.0),
+    "adrenal_gland_right": (0.3, 40.0),
+}
+SOLID_ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right")
+PLAUSIBLE_SOLID_ORGAN_HU = (-150.0, 400.0)
+# Structures whose left/right order in patient space is fixed (centres; situs inversus
+# would be flagged too, rightly): (the one on the patient's right, the one on the left).
+RIGHT_LEFT_PAIRS = (("liver", "spleen"), ("liver", "stomach"), ("gall_bladder", "stomach"),
+                    ("kidney_right", "kidney_left"), ("adrenal_gland_right", "adrenal_gland_left"),
+                    ("postcava", "aorta"))
 
 ENLARGEMENT_SOURCES = {
     "spleen": "Linguraru et al., Acad Radiol 2013 (> 314.5 mL enlarged, > 430.8 mL massively enlarged)",

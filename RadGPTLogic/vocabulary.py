@@ -1,6 +1,6 @@
 """Structure names: the canonical vocabulary and every alias mapped onto it.
 
-Canonical names are AbdomenAtlas 3.0 file stems (CONTRACT.md section 1).  Other
+Canonical names are AbdomenAtlas 3.0 file stems (docs/CONTRACT.md section 1).  Other
 tools name the same structures differently (TotalSegmentator says
 ``inferior_vena_cava`` where AbdomenAtlas says ``postcava``); :func:`canonical_name`
 folds all of them onto one name so that the rest of the engine sees one
@@ -43,7 +43,7 @@ GROUPS = {
 }
 
 # Lesion mask name -> (organ reported in findings, lesion kind).  The organ is the
-# one named by CONTRACT section 3 (`liver`, `pancreas`, `kidney`).
+# one named by docs/CONTRACT.md section 3 (`liver`, `pancreas`, `kidney`).
 LESION_ORGAN_KIND = {
     name: (
         {"liver": "liver", "kidney": "kidney", "pancreatic": "pancreas"}[name.split("_")[0]],
@@ -169,7 +169,7 @@ def is_known_unused(name: str) -> bool:
 
 
 def group_of(canonical: str) -> str:
-    """The CONTRACT group (``organs``, ``organ_parts``, ``vessels``, ``lesions``) of a canonical name."""
+    """The docs/CONTRACT.md group (``organs``, ``organ_parts``, ``vessels``, ``lesions``) of a canonical name."""
     for group, names in GROUPS.items():
         if canonical in names:
             return group

@@ -47,19 +47,21 @@ def ellipsoid(shape, spacing, center_mm, semi_mm, angle_deg=0.0):
     return (u / semi_mm[0]) ** 2 + (v / semi_mm[1]) ** 2 + (z / semi_mm[2]) ** 2 <= 1.0
 
 
-def simple_case_arrays(shape=(60, 50, 24), spacing=(2.0, 2.0, 3.0)):
-    """A tiny abdomen-like case in the canonical RAS frame (axis 0 -> R, 1 -> A, 2 -> S).
+def simple_case_arrays(shape=(60, 50, 24), spacing=(5.0, 5.0, 7.5)):
+    """A small abdomen-like case in the canonical RAS frame (axis 0 -> R, 1 -> A, 2 -> S).
 
-    Liver (60 HU) with one lesion (20 HU), spleen (50 HU), a kidney_left with a cyst.
-    Returns (ct int16, affine, masks dict of uint8).
+    Liver (60 HU, about 1.2 L) with one lesion (20 HU), spleen (50 HU, about 115 mL), a
+    kidney_left (about 60 mL: small) with a cyst; coarse voxels keep the arrays tiny while
+    the organs have plausible sizes.  Returns (ct int16, affine, masks dict of uint8).
     """
     rng = np.random.default_rng(0)
     ct = np.full(shape, -100, np.int16)
-    liver = ellipsoid(shape, spacing, (80, 50, 36), (30, 25, 24))
-    lesion = ellipsoid(shape, spacing, (84, 52, 36), (9, 6, 6), angle_deg=30)
-    spleen = ellipsoid(shape, spacing, (20, 60, 36), (12, 10, 15))
-    kidney = ellipsoid(shape, spacing, (25, 25, 30), (8, 8, 14))
-    cyst = ellipsoid(shape, spacing, (25, 25, 33), (5, 5, 5))
+    s = spacing[0] / 2.0  # geometry below is in units of the original 2 mm grid
+    liver = ellipsoid(shape, spacing, (80 * s, 50 * s, 36 * s), (30 * s, 25 * s, 24 * s))
+    lesion = ellipsoid(shape, spacing, (84 * s, 52 * s, 36 * s), (9 * s, 6 * s, 6 * s), angle_deg=30)
+    spleen = ellipsoid(shape, spacing, (20 * s, 60 * s, 36 * s), (12 * s, 10 * s, 15 * s))
+    kidney = ellipsoid(shape, spacing, (25 * s, 25 * s, 30 * s), (8 * s, 8 * s, 14 * s))
+    cyst = ellipsoid(shape, spacing, (25 * s, 25 * s, 33 * s), (5 * s, 5 * s, 5 * s))
     ct[liver] = 60
     ct[spleen] = 50
     ct[kidney] = 35
@@ -67,7 +69,7 @@ def simple_case_arrays(shape=(60, 50, 24), spacing=(2.0, 2.0, 3.0)):
     ct[cyst] = 5
     ct = (ct + rng.normal(0, 3, shape)).astype(np.int16)
     affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = (-60.0, -40.0, -30.0)
+    affine[:3, 3] = (-60.0 * s, -40.0 * s, -30.0 * s)
     masks = {
         "liver": liver, "liver_lesion": lesion & liver, "spleen": spleen,
         "kidney_left": kidney, "kidney_cyst": cyst & kidney,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ellipsoid
 
 from RadGPTLogic.anatomy.kidney import exophytic_fraction, kidney_pole
 from RadGPTLogic.anatomy.liver import couinaud_location, portal_bifurcation_z
 from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.phantom import build_phantom
-
-from conftest import ellipsoid
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def test_no_segment_masks_is_not_assessable(phantom):
     assert any(i["why"] == "segment not assessable (no segment masks)" for i in f["not_assessable"])
 
 
-def test_segments_that_exclude_the_lesion_use_the_surrounding_parenchyma(phantom, phantom_findings):
+def test_segments_that_exclude_the_lesion_use_the_nearest_segment(phantom, phantom_findings):
     masks = dict(phantom.masks)
     lesion = masks["liver_lesion"]
     for k in range(1, 9):
@@ -73,8 +72,10 @@ def test_segments_that_exclude_the_lesion_use_the_surrounding_parenchyma(phantom
     f = Engine(Case.from_arrays("P", phantom.affine, masks, ct=phantom.ct)).compute().to_dict()
     for ours, ref in zip([l for l in f["lesions"] if l["organ"] == "liver"],
                          [l for l in phantom_findings["lesions"] if l["organ"] == "liver"]):
-        assert ours["couinaud_by"] == "surrounding parenchyma"
-        assert ours["location"]["couinaud"][0] == ref["location"]["couinaud"][0]
+        assert ours["couinaud_by"] == "lesion voxels (uncovered ones by the nearest segment)"
+        assert ours["location"]["couinaud"] == ref["location"]["couinaud"]  # the same segments, in order
+        for seg, share in ref["couinaud_shares"].items():  # shares: the nearest-segment estimate
+            assert abs(ours["couinaud_shares"][seg] - share) < 0.15
 
 
 def test_s4_split_at_the_portal_bifurcation():

@@ -34,7 +34,8 @@ def random_case(seed: int):
     masks = dict(p.masks)
     r = rng.random()
     if r < 0.3:
-        masks["celiac_aa"] = masks.pop("celiac_trunk") | masks.pop("common_hepatic_artery") | masks.pop("splenic_artery")
+        masks["celiac_aa"] = (masks.pop("celiac_trunk") | masks.pop("common_hepatic_artery")
+                              | masks.pop("splenic_artery"))
     if r > 0.7:
         masks["portal_vein_and_splenic_vein"] = (masks.pop("superior_mesenteric_vein") | masks.pop("portal_vein")
                                                  | masks.pop("splenic_vein"))

@@ -30,6 +30,7 @@ from RadGPTLogic.dataset import batch as batch_mod
 from RadGPTLogic.cli import main as cli_main
 from RadGPTLogic.dataset.batch import normalise_phase, read_ids, read_phase_csv, run_batch
 from RadGPTLogic.dataset.triplets import METADATA_COLUMNS
+from RadGPTLogic.io.atomic import write_files_atomically
 from RadGPTLogic.phantom import build_phantom, default_lesions, write_case
 
 SPACING = (4.0, 4.0, 5.0)  # coarse phantom: about 0.1 s per case
@@ -59,6 +60,14 @@ def _cli(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = cli_main([str(a) for a in args])
     return rc, out.getvalue(), err.getvalue()
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _summary(out: Path):
@@ -330,7 +339,9 @@ def test_export_triplets_files_links_and_metadata(run_w2, root, tmp_path):
     dataset = tmp_path / "dataset"
     rc, stdout, stderr = _cli("export-triplets", out, "--dest", dataset)
     assert rc == 0, stderr
-    assert sorted(p.name for p in dataset.iterdir()) == sorted(GOOD + ["README.md", "metadata.csv", "metadata.jsonl"])
+    table = "findings_table.parquet" if _has_pyarrow() else "findings_table.csv"
+    assert sorted(p.name for p in dataset.iterdir()) == sorted(GOOD + ["README.md", "metadata.csv", "metadata.jsonl",
+                                                                       "phases.csv", "reports.csv", table])
     csv_rows, json_rows = _metadata(dataset)
     assert list(csv.reader((dataset / "metadata.csv").open()))[0] == list(METADATA_COLUMNS)
     readme = (dataset / "README.md").read_text()
@@ -381,10 +392,15 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
     # (The "not assessable" steatosis sentences of an unknown-phase report are left out: the fact checker
     # reads them as a steatosis claim.)
     good_text = re.sub(r" (Steatosis|Fatty pancreas) not assessable[^.]*\.", "", (out / GOOD[0] / "report.txt").read_text())
-    (out / GOOD[0] / "narrative.txt").write_text(good_text)
-    (out / GOOD[0] / "narrative_check.json").write_text(json.dumps({"status": "accepted"}))
-    (out / GOOD[1] / "narrative.txt").write_text("Liver: a 95 mm lesion in segment 2. No other findings.\n")
-    (out / GOOD[1] / "narrative_check.json").write_text(json.dumps({"status": "accepted"}))
+    # Written as `radgpt narrative` writes them (through the output folder's manifest).
+    write_files_atomically(out / GOOD[0], {"narrative.txt": good_text,
+                                           "narrative_check.json": json.dumps({"status": "accepted"})})
+    write_files_atomically(out / GOOD[1], {
+        "narrative.txt": "Liver: a 95 mm lesion in segment 2. No other findings.\n",
+        "narrative_check.json": json.dumps({"status": "accepted"})})
+    # A narrative put there by hand (not in the manifest) is not the tool's: not exported.
+    (out / GOOD[2] / "narrative.txt").write_text((out / GOOD[2] / "report.txt").read_text())
+    (out / GOOD[2] / "narrative_check.json").write_text(json.dumps({"status": "accepted"}))
     dataset = tmp_path / "ds"
     rc, _, stderr = _cli("export-triplets", out, "--dest", dataset, "--copy", "--narrative")
     assert rc == 0, stderr
@@ -392,6 +408,7 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
     assert not os.path.samefile(ct, root / GOOD[0] / "ct.nii.gz") and ct.read_bytes() == (root / GOOD[0] / "ct.nii.gz").read_bytes()
     assert (dataset / GOOD[0] / "narrative.txt").read_text() == good_text
     assert not (dataset / GOOD[1] / "narrative.txt").exists()
+    assert not (dataset / GOOD[2] / "narrative.txt").exists()
     csv_rows, json_rows = _metadata(dataset)
     assert csv_rows[GOOD[0]]["narrative_path"] == f"{GOOD[0]}/narrative.txt"
     assert json_rows[GOOD[0]]["narrative_text"] == good_text and json_rows[GOOD[1]]["narrative_text"] is None

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ellipsoid
 
 from RadGPTLogic.measure.contour import contour_segments, contour_vertices
 from RadGPTLogic.measure.diameters import who_diameters
-
-from conftest import ellipsoid
 
 
 def test_block_longest_diameter_is_exact():

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import simple_case_arrays
 
 from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
-
-from conftest import simple_case_arrays
 
 
 def _engine():
@@ -34,7 +33,7 @@ def test_editing_spleen_recomputes_only_the_spleen():
     smaller[: smaller.shape[0] // 2] = False
     eng.update_structure("spleen", Crop(smaller, spleen.offset))
     f = eng.compute()
-    assert eng.stats["misses"] - before == 1  # the spleen organ step only
+    assert eng.stats["misses"] - before == 2  # the spleen organ step and its centre (left/right check)
     assert f.organs["spleen"]["volume_ml"] == pytest.approx(
         np.count_nonzero(smaller) * eng.case.voxel_volume_mm3 / 1000
     )
@@ -48,7 +47,8 @@ def test_editing_a_lesion_recomputes_the_lesion_and_its_organ():
     grown = np.pad(les.mask, 1)
     eng.update_structure("liver_lesion", Crop(grown, tuple(o - 1 for o in les.offset)))
     f = eng.compute()
-    assert eng.stats["misses"] - before == 2  # liver_lesion components + liver HU (lesion excluded)
+    # liver_lesion components, the liver united with its lesions (attach), liver HU (lesion excluded)
+    assert eng.stats["misses"] - before == 3
     assert f.lesions[0]["voxel_count"] == les.count  # padding added no voxels
     # Deleting the lesion mask removes the lesion.
     eng.remove_structure("liver_lesion")

@@ -9,15 +9,22 @@ import json
 import math
 
 import pytest
+from llm_server import ScriptedLLMServer
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.evaluate import ORGANS
 from RadGPTLogic.evaluate.evaluate_cli import register, run_evaluate
 from RadGPTLogic.evaluate.labels import extract_labels, extract_mentions, parse_size_mm
 from RadGPTLogic.evaluate.llm_labels import RETRY_PROMPT, llm_extract_labels, parse_llm_labels
-from RadGPTLogic.evaluate.metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown, wilson_interval
+from RadGPTLogic.evaluate.metrics import (
+    compute_metrics,
+    labels_csv,
+    metrics_csv,
+    metrics_markdown,
+    paper_table,
+    wilson_interval,
+)
 from RadGPTLogic.llm.client import LLMConfig
-from RadGPTLogic.llm.testserver import ScriptedLLMServer
 
 # --------------------------------------------------------------------------- rule extractor
 
@@ -115,6 +122,57 @@ def test_rule_extractor(text, expected):
         assert (got[organ]["tumor"], got[organ]["largest_mm"]) == (tumor, mm), (organ, got, extract_mentions(text))
 
 
+# The general causes of labelling errors found on real reports (issue 11), each with sentences written here.
+CAUSES = [
+    # pseudo-negation: a negated property of a lesion that exists; "not excluding" is uncertainty
+    ("pseudo-negation", "There is no enhancement of the right renal cyst.", {"kidney": ("yes", None)}),
+    ("pseudo-negation", "A 2 cm right renal cyst without enhancement or septation.", {"kidney": ("yes", 20.0)}),
+    ("pseudo-negation", "The liver cyst does not enhance.", {"liver": ("yes", None)}),
+    ("pseudo-negation", "No enhancing mass in the pancreas.", {}),
+    ("not excluding", "Hypodense hepatic lesion, not excluding metastasis.", {"liver": ("uncertain", None)}),
+    # stones and calcifications described as foci
+    ("stone as focus", "Hyperdense focus in the left renal sinus, consistent with a nonobstructing calculus.", {}),
+    ("stone as focus", "Punctate hyperdense foci in both kidneys in keeping with nephrolithiasis.", {}),
+    # a location word joined to another organ
+    ("location of another organ", "Nodule in the left lobe of the lung.", {}),
+    ("location of another organ", "Mass in the head of the epididymis.", {}),
+    ("location of another organ", "Cyst at the upper pole of the left testis.", {}),
+    ("location of another organ", "Hypodensity in segment 8 of uncertain significance.", {"liver": ("uncertain", None)}),
+    # context carried into a sentence about an unlisted site
+    ("unlisted site", "The liver is normal. Fatty density lesions in the right inguinal canal.", {}),
+    ("unlisted site", "The kidneys are normal. A nodule in the left groin.", {}),
+    ("unlisted site kept", "The pancreas is atrophic. A 1.5 cm cyst is seen in the tail.", {"pancreas": ("yes", 15.0)}),
+    # one post-operative word no longer discards the sentence
+    ("post-operative", "Liver: status post right hepatectomy with a new 2 cm lesion in segment 3.",
+     {"liver": ("yes", 20.0)}),
+    ("post-operative", "Status post left nephrectomy, now with a 1.4 cm mass in the right kidney.",
+     {"kidney": ("yes", 14.0)}),
+    ("post-operative", "History of renal cell carcinoma; status post left nephrectomy.", {}),
+    ("post-operative", "The pancreatic mass was resected in 2019.", {}),
+    # missing words
+    ("missing words", "Low-density shadow in the right lobe of the liver.", {"liver": ("yes", None)}),
+    ("missing words", "Multiple low-density shadows in the right kidney.", {"kidney": ("yes", None)}),
+    ("missing words", "Left kidney cystic, 2 cm.", {"kidney": ("yes", 20.0)}),
+    ("missing words", "Bilateral renal cystic disease.", {"kidney": ("yes", None)}),
+    ("missing words", "Bilateral parapelvic cysts.", {"kidney": ("yes", None)}),
+    ("missing words", "Right renal AML, 1 cm.", {"kidney": ("yes", 10.0)}),
+    ("missing words", "Small ANL on the left.", {"kidney": ("yes", None)}),
+    ("missing words", "A hemangioma in segment 6.", {"liver": ("yes", None)}),
+    # negation that reached past the verb of its clause
+    ("negation scope", "The liver is not enlarged and contains a 1.5 cm cyst.", {"liver": ("yes", 15.0)}),
+    ("negation scope", "Without hydronephrosis, the right kidney has a 12 mm cyst.", {"kidney": ("yes", 12.0)}),
+    ("negation scope", "Neither kidney shows a lesion.", {}),
+]
+
+
+@pytest.mark.parametrize("cause,text,expected", CAUSES, ids=[f"{c[0]}: {c[1][:30]}" for c in CAUSES])
+def test_general_causes_of_labelling_errors(cause, text, expected):
+    got = extract_labels(text)
+    for organ in ORGANS:
+        tumor, mm = expected.get(organ, NO)
+        assert (got[organ]["tumor"], got[organ]["largest_mm"]) == (tumor, mm), (cause, organ, got)
+
+
 OUR_STRUCTURED_REPORT = """RADGPT STRUCTURED REPORT - case PHANTOM_0001
 Non-contrast CT
 
@@ -158,7 +216,7 @@ def test_rule_extractor_agrees_with_the_report_command(simple_case, tmp_path):
     findings = run_report(simple_case, tmp_path / "out").to_dict()
     labels = extract_labels((tmp_path / "out" / "report.txt").read_text())
     for organ in ORGANS:
-        sizes = [l["longest_diameter_mm"] for l in findings["lesions"] if l["organ"] == organ]
+        sizes = [les["longest_diameter_mm"] for les in findings["lesions"] if les["organ"] == organ]
         if sizes:
             assert labels[organ]["tumor"] == "yes"
             assert labels[organ]["largest_mm"] == pytest.approx(max(sizes), abs=1.0)
@@ -277,6 +335,16 @@ def test_metrics_outputs():
     md = metrics_markdown(rows)
     assert "| Liver | all | 4 / 3 | 75.0% (30.1-95.4) [3/4] | 66.7% (20.8-93.9) [2/3] | 75.0% (30.1-95.4) [3/4] |" in md
     assert "n/a (0/0)" in md and "Liver: 2 excluded as uncertain; 1 without a label" in md
+    # The RadGPT paper's layout: an organ per row, sensitivity and specificity per size, the specificity note inside.
+    paper = paper_table(rows).splitlines()
+    assert paper[0].count("|") == 6 and "Tumour <= 2 cm: sensitivity" in paper[0] and "Tumour > 2 cm" in paper[0]
+    assert paper[0].count("all tumour-free cases, the same in both sizes") == 2
+    assert [line.split("|")[1].strip() for line in paper[2:]] == ["Liver", "Kidney", "Pancreas"]
+    small, large = _row(rows, "liver", "<= 20 mm"), _row(rows, "liver", "> 20 mm")
+    cells = [c.strip() for c in paper[2].split("|")[2:6]]
+    assert cells[0].endswith(f"[{small.tp}/{small.tp + small.fn}]") and cells[2].endswith(f"[{large.tp}/{large.tp + large.fn}]")
+    assert cells[1] == cells[3] == "66.7% (20.8-93.9) [2/3]"
+    assert paper_table(compute_metrics(PRED, TRUTH, threshold_mm=15), 15).count("Tumour <= 15 mm") == 2
     lab = list(csv.DictReader(io.StringIO(labels_csv(PRED, notes={"j": "LLM error"}))))
     assert lab[0] == {"case_id": "a", "liver": "yes", "liver_mm": "12", "pancreas": "no", "pancreas_mm": "",
                       "kidney": "no", "kidney_mm": "", "note": ""}
@@ -425,6 +493,10 @@ def test_cli_end_to_end_on_report_csvs(tmp_path, capsys):
     assert "| Liver | all | 2 / 2 | 50.0% (9.5-90.5) [1/2] | 100.0% (34.2-100.0) [2/2] | 100.0% (20.7-100.0) [1/1] |" \
         in captured.out
     assert "|  | <= 20 mm | 1 / 2 | 0.0% (0.0-79.3) [0/1] |" in captured.out
+    # first the paper's table: liver <= 2 cm misses c2, > 2 cm finds c1, specificity 2/2 in both
+    assert "| Liver | 0.0% (0.0-79.3) [0/1] | 100.0% (34.2-100.0) [2/2] | 100.0% (20.7-100.0) [1/1] | " \
+        "100.0% (34.2-100.0) [2/2] |" in captured.out
+    assert captured.out.index("| Liver | 0.0%") < captured.out.index("| Liver | all |")
     # Pancreas: c3 is uncertain in the prediction: left out by default.
     assert "| Pancreas | all | 0 / 3 | n/a (0/0) |" in captured.out and "Pancreas: 1 excluded as uncertain" in captured.out
     assert "only in PRED" in captured.err and "c5" in captured.err and "c6" in captured.err

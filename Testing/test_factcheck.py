@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from RadGPTLogic.pipeline import run_report
 from RadGPTLogic.phantom import build_phantom, staging_lesions, write_case
+from RadGPTLogic.pipeline import run_report
 from RadGPTLogic.report.factcheck import ERROR_KINDS, check_narrative, number_matches
 from RadGPTLogic.report.structured import render_text
 
@@ -32,7 +32,7 @@ def cm(mm: float) -> str:
 
 def values(f: dict) -> dict:
     """Display strings of the staging phantom's facts, checked against the layout the texts assume."""
-    les = {l["id"]: l for l in f["lesions"]}
+    les = {les["id"]: les for les in f["lesions"]}
     l1, l2, pdac = les["liver_lesion_1"], les["liver_lesion_2"], les["pancreatic_pdac_1"]
     cyst, kl = les["kidney_cyst_1"], les["kidney_lesion_1"]
     assert set(l1["location"]["couinaud"]) == {"S7", "S8"} and l2["location"]["couinaud"][0] == "S4a"
@@ -43,8 +43,8 @@ def values(f: dict) -> dict:
     assert not (deg["SMA"] or deg["CA"] or deg["aorta"] or deg["IVC"])
     assert (cyst["side"], cyst["location"]["kidney_pole"]) == ("right", "upper")
     assert (kl["side"], kl["location"]["kidney_pole"], kl["attenuation"]) == ("left", "interpolar", "iso")
-    size = lambda l: f"{cm(l['longest_diameter_mm'])} x {cm(l['perpendicular_diameter_mm'])} cm"  # noqa: E731
-    mm = lambda l: f"{l['longest_diameter_mm']:.0f} x {l['perpendicular_diameter_mm']:.0f} mm"  # noqa: E731
+    size = lambda les: f"{cm(les['longest_diameter_mm'])} x {cm(les['perpendicular_diameter_mm'])} cm"  # noqa: E731
+    mm = lambda les: f"{les['longest_diameter_mm']:.0f} x {les['perpendicular_diameter_mm']:.0f} mm"  # noqa: E731
     o = f["organs"]
     return {
         "L1": size(l1), "L2": size(l2), "P": size(pdac), "C": size(cyst), "K": size(kl),
@@ -53,6 +53,10 @@ def values(f: dict) -> dict:
         "liver_ml": f"{o['liver']['volume_ml']:.1f}", "liver_ml0": f"{o['liver']['volume_ml']:.0f}",
         "spleen_ml": f"{o['spleen']['volume_ml']:.1f}", "pancreas_ml": f"{o['pancreas']['volume_ml']:.1f}",
         "liver_hu": f"{o['liver']['mean_hu']:.0f}", "img1": l1["slice_index"], "img2": l2["slice_index"],
+        "spleen_hu": f"{o['spleen']['mean_hu']:.0f}", "pancreas_hu": f"{o['pancreas']['mean_hu']:.0f}",
+        "kidney_hu": f"{o['kidney_right']['mean_hu']:.0f}", "kidney_r_ml": f"{o['kidney_right']['volume_ml']:.1f}",
+        "L1_ml": f"{l1['volume_ml']:.1f}", "L2_ml": f"{l2['volume_ml']:.1f}", "C_hu": f"{cyst['mean_hu']:.0f}",
+        "K_hu": f"{kl['mean_hu']:.0f}",
     }
 
 
@@ -170,6 +174,25 @@ INJECTIONS = [
     ("invented SMA contact", "No contact with the SMA, celiac axis", "It abuts the SMA. No contact with the celiac axis",
      "wrong_vessel_contact"),
     ("wrong kind", "A {C} cyst in the upper pole", "A {C} solid mass in the upper pole", "wrong_kind"),
+    # the right numbers under the wrong organ or lesion (each number exists somewhere in the findings)
+    ("spleen given the pancreas's volume", "Spleen: Normal in size ({spleen_ml} mL)",
+     "Spleen: Normal in size ({pancreas_ml} mL)", "misattributed_number"),
+    ("pancreas given the liver's volume", "Normal volume ({pancreas_ml} mL)", "Normal volume ({liver_ml} mL)",
+     "misattributed_number"),
+    ("liver given the spleen's HU", "Mean attenuation {liver_hu} HU", "Mean attenuation {spleen_hu} HU",
+     "misattributed_number"),
+    ("pancreas given a kidney's HU", "Normal volume ({pancreas_ml} mL).",
+     "Normal volume ({pancreas_ml} mL), mean attenuation {kidney_hu} HU.", "misattributed_number"),
+    ("spleen given a kidney's volume", "Spleen: Normal in size ({spleen_ml} mL)",
+     "Spleen: Normal in size ({kidney_r_ml} mL)", "misattributed_number"),
+    ("liver lesion sizes swapped", "a {L1} lesion in segments 8 and 7 (image {img1}) and a {L2} lesion in segment 4a",
+     "a {L2} lesion in segments 8 and 7 (image {img1}) and a {L1} lesion in segment 4a", "misattributed_number"),
+    ("kidney lesion sizes swapped", "A {C} cyst in the upper pole of the right kidney. A {K} isoattenuating",
+     "A {K} cyst in the upper pole of the right kidney. A {C} isoattenuating", "misattributed_number"),
+    ("liver lesion given the other's volume", "a {L2} lesion in segment 4a (image {img2})",
+     "a {L2} lesion in segment 4a (image {img2}; volume {L1_ml} mL)", "misattributed_number"),
+    ("kidney lesion given the cyst's HU", "A {K} isoattenuating lesion", "A {K} isoattenuating ({C_hu} HU) lesion",
+     "misattributed_number"),
 ]
 
 
@@ -182,6 +205,20 @@ def test_injected_errors_are_caught(staged, texts, name, old, new, kind):
     assert not r.ok
     assert kind in kinds(r), r.errors
     assert all(e["kind"] in ERROR_KINDS for e in r.errors)
+
+
+def test_numbers_under_their_own_organ_and_lesion_pass(staged, texts):
+    """The attribution check accepts every number where it belongs (the swaps above are its negatives)."""
+    v = texts["v"]
+    text = texts["sectioned"].replace("Normal volume ({pancreas_ml} mL).".format(**v),
+                                      "Normal volume ({pancreas_ml} mL), mean attenuation {pancreas_hu} HU.".format(**v))
+    text = text.replace("a {L2} lesion in segment 4a (image {img2})".format(**v),
+                        "a {L2} lesion in segment 4a (image {img2}; volume {L2_ml} mL)".format(**v))
+    text = text.replace("A {K} isoattenuating lesion".format(**v), "A {K} isoattenuating ({K_hu} HU) lesion".format(**v))
+    text = text.replace("Kidneys: Both kidneys are normal in size.",
+                        "Kidneys: Both kidneys are normal in size (right {kidney_r_ml} mL, {kidney_hu} HU).".format(**v))
+    r = check_narrative(text, staged)
+    assert r.ok, r.errors
 
 
 def test_dropped_lesion_and_dropped_size(staged, texts):
@@ -299,11 +336,11 @@ def test_notes_support_additions(staged, texts):
 @pytest.mark.parametrize("phase", ["unknown", "non-contrast", "arterial", "venous", "delayed"])
 def test_structured_report_passes_its_own_check_in_every_phase(phase):
     """Phase-dependent sentences ("steatosis not assessable on ...") must not read as findings."""
+    from conftest import simple_case_arrays
+
     from RadGPTLogic.case import Case
     from RadGPTLogic.engine import Engine
     from RadGPTLogic.report.structured import render_text
-
-    from conftest import simple_case_arrays
 
     ct, affine, masks = simple_case_arrays()
     f = Engine(Case.from_arrays("C", affine, masks, ct=ct), phase).compute().to_dict()
@@ -320,7 +357,7 @@ def test_two_staged_lesions_and_a_missing_sma_pass_their_own_report():
 
     p = build_phantom(size="small", lesions=staging_lesions() + [LesionSpec("pancreatic_tumor", (30, 10, 14), (6., 5., 6.))])
     f = Engine(Case.from_arrays("F", p.affine, p.masks, ct=p.ct), "venous").compute().to_dict()
-    pv = sorted(l["vessel_contact_deg"]["PV"] for l in f["lesions"] if l["organ"] == "pancreas")
+    pv = sorted(les["vessel_contact_deg"]["PV"] for les in f["lesions"] if les["organ"] == "pancreas")
     assert 0 < pv[0] <= 180 < pv[1]  # one abutment, one encasement of the same vessel
     r = check_narrative(render_text(f), f)
     assert r.ok, r.errors

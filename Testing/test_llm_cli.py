@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from RadGPTLogic.llm.testserver import ScriptedLLMServer
-
 from conftest import run_cli
+from llm_server import ScriptedLLMServer
 
 
 def test_narrative_command_end_to_end(simple_case, tmp_path):

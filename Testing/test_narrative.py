@@ -9,11 +9,13 @@ import random
 import shutil
 
 import pytest
+from llm_server import ScriptedLLMServer, word_tokens
+from test_factcheck import SECTIONED, make_findings, values
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.llm import client as llm_client
-from RadGPTLogic.llm.client import LLMConfig, LLMError
-from RadGPTLogic.llm.testserver import ScriptedLLMServer
+from RadGPTLogic.llm.budget import SAFETY_TOKENS
+from RadGPTLogic.llm.client import LLMConfig
 from RadGPTLogic.phantom import staging_lesions
 from RadGPTLogic.report import narrative_cli
 from RadGPTLogic.report.enhance import enhance_report
@@ -29,7 +31,6 @@ from RadGPTLogic.report.narrative import (
     write_narrative,
     write_narratives,
 )
-from test_factcheck import SECTIONED, make_findings, values
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def wrap(text: str) -> str:
 
 
 def config_for(server, **kw) -> LLMConfig:
-    return LLMConfig(base_url=server.url, backoff_s=0.01, **kw)
+    return LLMConfig(base_url=server.url, **kw)
 
 
 def user_prompts(server) -> list:
@@ -132,7 +133,8 @@ def test_selection_prefers_same_organs_and_kinds_and_is_deterministic(case, plai
     assert case_labels(plain) == {"normal"}
     assert select_examples(pool, plain, k=1)[0].name == "sectioned_01_normal"
     # ties are broken by name
-    twins = [Example("b", "x", labels=label_report("Splenomegaly.")), Example("a", "y", labels=label_report("Splenomegaly."))]
+    spleen = label_report("Splenomegaly.")
+    twins = [Example("b", "x", labels=spleen), Example("a", "y", labels=spleen)]
     assert [e.name for e in select_examples(twins, plain, k=2)] == ["a", "b"]
 
 
@@ -171,9 +173,12 @@ def test_retry_lists_errors_then_accepts(case):
         res = write_narrative(case["out"], config_for(srv))
     assert res.status == "accepted" and res.accepted_attempt == 2 and len(srv.requests) == 2
     second = srv.requests[1]["messages"]
-    assert second[-2]["role"] == "assistant" and "segment 3" in second[-2]["content"]
+    # a fresh prompt with the errors listed; the failed answer itself is not sent again
+    assert [m["role"] for m in second] == ["system", "user"]
+    assert case["wrong_segment"].strip() not in second[-1]["content"]
     assert "failed the automatic fact check" in second[-1]["content"]
     assert "wrong_location" in second[-1]["content"] and "S3" in second[-1]["content"]
+    assert all(r["max_tokens"] > 0 for r in srv.requests)
     record = json.loads((case["out"] / "narrative_check.json").read_text())
     assert [a["ok"] for a in record["attempts"]] == [False, True]
     assert record["attempts"][0]["errors"][0]["kind"] == "wrong_location"
@@ -264,7 +269,7 @@ def test_enhance_merges_notes_and_tags_additions(case):
 
 def test_enhance_that_drops_a_fact_falls_back(case):
     structured = (case["out"] / "report.txt").read_text()
-    lossy = "\n".join(l for l in structured.splitlines() if "cyst" not in l.lower())  # the kidney cyst is gone
+    lossy = "\n".join(les for les in structured.splitlines() if "cyst" not in les.lower())  # the kidney cyst is gone
     assert lossy != structured.rstrip()
     with ScriptedLLMServer([wrap(lossy + "\nLymph nodes: portocaval node 1.2 cm.\n")]) as srv:
         res = enhance_report(case["out"], NOTES, config_for(srv), max_tries=2)
@@ -324,15 +329,120 @@ def test_cli_without_endpoint_or_with_bad_input(case, no_llm_env, tmp_path):
         args.func(args)
 
 
-def test_cli_unreachable_server_is_one_line(case, capsys, no_llm_env, tmp_path):
+def test_cli_unreachable_server_falls_back_with_exit_1(case, capsys, no_llm_env, tmp_path):
     cfg = tmp_path / "llm.json"
     cfg.write_text(json.dumps({"max_retries": 0, "timeout_s": 2}))
     with ScriptedLLMServer(["x"], fail_first=100) as srv:
         args = parse("narrative", case["out"], "--base-url", srv.url, "--model", "m", "--config", cfg)
         assert args.func(args) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("radgpt: error:") and "\n" not in err
-    assert not (case["out"] / "narrative.txt").exists()
-    with ScriptedLLMServer(["x"], fail_first=100) as srv:
-        with pytest.raises(LLMError):
-            write_narrative(case["out"], LLMConfig(base_url=srv.url, model="m", max_retries=0))
+    assert err.startswith("radgpt: error:") and "\n" not in err and "llm_error" in err
+    text = (case["out"] / "narrative.txt").read_text()
+    assert text.startswith("NOTE: no LLM narrative") and (case["out"] / "report.txt").read_text().strip() in text
+    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    assert (record["status"], record["reason"], record["tries"]) == ("fallback", "llm_error", 1)
+    assert "HTTP 500" in record["attempts"][0]["llm_error"]["message"]
+    # no server at all: the model list cannot be read; still the fallback, nothing lost
+    res = write_narrative(case["out"], LLMConfig(base_url="http://127.0.0.1:9/v1", max_retries=0))
+    assert (res.status, res.reason, res.attempts) == ("fallback", "llm_error", [])
+    assert (case["out"] / "report.txt").read_text().strip() in (case["out"] / "narrative.txt").read_text()
+
+
+# --- context budget, cut-off answers, overflow ---------------------------------------------------
+
+
+def test_examples_are_chosen_to_fit_a_small_window(case):
+    with ScriptedLLMServer([wrap(case["good"])], context_tokens=100000, report_context=True, tokenize=True) as big:
+        write_narrative(case["out"], config_for(big))
+    # A window that leaves the three-example prompt less room than the report's own length: fewer examples fit.
+    least = len(word_tokens((case["out"] / "report.txt").read_text()))
+    window = json.loads((case["out"] / "narrative_check.json").read_text())["attempts"][0]["prompt_tokens"] \
+        + SAFETY_TOKENS + least - 1
+    with ScriptedLLMServer([wrap(case["good"])], context_tokens=window, report_context=True, tokenize=True) as srv:
+        res = write_narrative(case["out"], config_for(srv))
+    assert res.ok and srv.refused == 0
+    record = res.record
+    assert record["context"] == {"context_tokens": window, "context_source": "server", "token_counter": "server"}
+    assert 0 < len(record["examples_in_accepted_prompt"]) < 3
+    assert srv.prompt_tokens[0] + srv.requests[0]["max_tokens"] <= window
+
+
+def test_overflow_refused_by_the_server_is_refitted(case):
+    """The server reports no window (8192 assumed) but has less: its 400 names the window, the prompt is rebuilt."""
+    with ScriptedLLMServer([wrap(case["good"])], tokenize=True) as big:
+        write_narrative(case["out"], config_for(big))
+    window = big.prompt_tokens[0] + big.requests[0]["max_tokens"] - 100
+    with ScriptedLLMServer([wrap(case["good"])], context_tokens=window, tokenize=True) as srv:
+        res = write_narrative(case["out"], config_for(srv), max_tries=3)
+    assert srv.refused == 1 and len(srv.requests) == 2
+    assert res.ok and res.accepted_attempt == 2
+    first = res.record["attempts"][0]
+    assert first["llm_error"]["kind"] == "context_overflow" and first["context_tokens"] == 8192
+    assert res.record["context"]["context_source"] == "server_error"
+    assert srv.prompt_tokens[1] + srv.requests[1]["max_tokens"] <= window
+
+
+def test_window_too_small_for_any_prompt_falls_back_without_asking(case, capsys, no_llm_env):
+    with ScriptedLLMServer(["x"], context_tokens=300, report_context=True) as srv:
+        args = parse("narrative", case["out"], "--base-url", srv.url)
+        assert args.func(args) == 1
+    assert not srv.requests
+    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    assert (record["status"], record["reason"]) == ("fallback", "context_too_small")
+    assert "context_too_small" in capsys.readouterr().err
+
+
+def test_runaway_answer_is_cut_and_retried_without_resending_it(case):
+    runaway = "The liver is normal. " * 3000
+    with ScriptedLLMServer([runaway, wrap(case["good"])]) as srv:
+        res = write_narrative(case["out"], config_for(srv))
+    assert res.ok and res.accepted_attempt == 2
+    first = res.record["attempts"][0]
+    assert first["finish_reason"] == "length" and first["usage_completion_tokens"] == first["max_tokens"]
+    structured_words = len((case["out"] / "report.txt").read_text().split())
+    assert first["max_tokens"] < 10 * structured_words  # bounded by the report's length, not the window
+    retry = srv.requests[1]["messages"][-1]["content"]
+    assert "cut off" in retry and "The liver is normal. The liver is normal." not in retry
+
+
+def test_every_llm_failure_keeps_the_structured_report(case):
+    structured = (case["out"] / "report.txt").read_text().strip()
+    scenarios = [
+        ({"replies": ["x"], "fail_first": 100}, "llm_error"),
+        ({"replies": ["   "]}, "empty_answer"),
+        ({"replies": ["word " * 5000]}, "truncated"),
+        ({"replies": [wrap(case["swapped"])]}, "fact_check_failed"),
+        ({"replies": ["x"], "fail_first": 100, "fail_status": 400}, "llm_error"),
+    ]
+    for kwargs, reason in scenarios:
+        with ScriptedLLMServer(**kwargs) as srv:
+            res = write_narrative(case["out"], config_for(srv, max_retries=0), max_tries=2)
+        assert (res.status, res.reason) == ("fallback", reason), kwargs
+        assert structured in (case["out"] / "narrative.txt").read_text()
+        record = json.loads((case["out"] / "narrative_check.json").read_text())
+        assert record["reason"] == reason and record["reason_detail"] and record["tries"] == len(record["attempts"])
+
+
+def test_batch_narratives_fall_back_per_case(case, tmp_path, capsys, no_llm_env):
+    """Several output folders: each case ends on its own (one accepted, one cut off), all files written."""
+    dirs = []
+    for i in range(2):
+        d = tmp_path / f"c{i}"
+        shutil.copytree(case["out"], d)
+        dirs.append(d)
+
+    calls = []
+
+    def by_case(body):  # with one request at a time: the first answer runs on, the second is faithful
+        calls.append(body)
+        return "word " * 5000 if len(calls) % 2 == 1 else wrap(case["good"])
+
+    with ScriptedLLMServer(by_case) as srv:
+        args = parse("narrative", *dirs, "--base-url", srv.url, "--model", "m", "--max-tries", "1", "--concurrency",
+                     "1")
+        assert args.func(args) == 0  # a cut-off answer is the model's text, not an endpoint failure
+    statuses = [json.loads((d / "narrative_check.json").read_text())["status"] for d in dirs]
+    reasons = [json.loads((d / "narrative_check.json").read_text())["reason"] for d in dirs]
+    assert sorted(zip(statuses, reasons), key=str) == [("accepted", None), ("fallback", "truncated")]
+    assert all((d / "narrative.txt").read_text().strip() for d in dirs)
+    assert "truncated" in capsys.readouterr().err

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import load_findings, run_cli, without_provenance
 
 from RadGPTLogic.phantom import LesionSpec, build_phantom, default_lesions, write_case
-
-from conftest import load_findings, run_cli, without_provenance
 
 
 def _report(case_dir, out, phase="non-contrast"):
@@ -131,7 +130,7 @@ def test_scan_edge_makes_organs_incomplete(tmp_path):
     assert truth["organs"]["liver"]["complete"] is False
     assert f["organs"]["liver"]["complete"] is False and f["organs"]["liver"]["volume_ml"] is None
     assert any(item["what"] == "liver volume" for item in f["not_assessable"])
-    assert "liver volume: organ touches the edge of the scan" in (tmp_path / "out" / "report.txt").read_text()
+    assert "Liver volume: organ touches the edge of the scan" in (tmp_path / "out" / "report.txt").read_text()
 
 
 def test_venous_phase_possible_steatosis_flag(tmp_path):

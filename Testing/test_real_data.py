@@ -8,12 +8,10 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import load_findings, real_path, run_cli
 
 from RadGPTLogic.io.casefolder import load_case
-from RadGPTLogic.case import Case
 from RadGPTLogic.measure.hu import hu_stats
-
-from conftest import load_findings, real_path, run_cli
 
 # TotalSegmentator `total` label values in example_seg_fast (its README / map_to_binary.py).
 TS_LABELS = {

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import (
     load_findings,
     reorient_arrays,

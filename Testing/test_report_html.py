@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from png_reader import decode_png, png_size
 
 from RadGPTLogic.case import Case
 from RadGPTLogic.engine import compute_findings
@@ -29,7 +30,7 @@ from RadGPTLogic.report.keyimages import (
     key_image,
     key_images,
 )
-from RadGPTLogic.report.png import decode_png, encode_png, png_size
+from RadGPTLogic.report.png import encode_png
 from RadGPTLogic.report.structured import render_html
 
 CALIPER_RGB = {"longest": LONGEST_RGB, "perpendicular": PERPENDICULAR_RGB}

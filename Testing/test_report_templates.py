@@ -200,9 +200,13 @@ def test_organ_lines(all_cases, name):
         else:
             assert f"volume {r1(entry['volume_ml'])} mL" in line
             size = {"no": "normal size", "enlarged": "enlarged", "massively_enlarged": "massively enlarged"}
-            if entry["enlarged"] is not None:
+            if entry.get("small") is True:
+                assert line.startswith(f"{ORGAN_TITLE[organ]}: small (volume")
+            elif entry["enlarged"] is not None:
                 assert line.startswith(f"{ORGAN_TITLE[organ]}: {size[entry['enlarged']]} (volume")
-        if entry["mean_hu"] is None:
+        if entry.get("hu_meaningful") is False:  # hollow organs: the mean describes the lumen
+            assert "Attenuation not reported (hollow organ" in line and " HU" not in line
+        elif entry["mean_hu"] is None:
             assert "Attenuation not assessable (no CT)" in line
         else:
             assert f"Mean attenuation {r0(entry['mean_hu'])} HU (SD {r0(entry['sd_hu'])})" in line
@@ -265,23 +269,30 @@ def test_impression_order(staged_venous, noncontrast, no_lesions):
         assert imp[-1].endswith("possible hepatic steatosis.")
     else:
         assert len(imp) == 4 and "steatosis" not in " ".join(imp)
-    # No lesion: one line
+    # No lesion mask at all: lesions were not assessed (never "no lesion").
     assert render_text(no_lesions).split("IMPRESSION:")[1].strip() == \
-        "1. No liver, pancreatic or kidney lesion in the masks provided."
+        "1. Liver, pancreas and kidneys not assessed for lesions (no lesion mask given)."
+    # Empty lesion masks: looked for, none found.
+    empty = copy.deepcopy(no_lesions)
+    empty["lesions_assessed"] = {"liver": True, "pancreas": True, "kidney": False}
+    assert render_text(empty).split("IMPRESSION:")[1].strip() == (
+        "1. No liver or pancreatic lesion in the masks provided. Kidneys not assessed for lesions "
+        "(no lesion mask given).")
     # Without a staged tumour, the largest lesion comes first; enlargement follows the lesions.
     f = copy.deepcopy(noncontrast)
     f["lesions"] = [l for l in f["lesions"] if l["organ"] != "pancreas"]
     f["organs"]["spleen"]["enlarged"] = "massively_enlarged"
     imp = render_text(f).split("IMPRESSION:")[1].strip().splitlines()
     assert imp[0].startswith("1. Multiple (2) hypoattenuating liver lesions; the largest")
-    assert imp[-1] == f"{len(imp)}. Massively enlarged spleen (volume {r1(f['organs']['spleen']['volume_ml'])} mL)."
+    assert imp[-2] == f"{len(imp) - 1}. Massively enlarged spleen (volume {r1(f['organs']['spleen']['volume_ml'])} mL)."
+    assert imp[-1] == f"{len(imp)}. No pancreatic lesion in the masks provided."  # its mask was there, empty
     # ... and with no lesion at all the enlargement is the first (most significant) item.
     g = copy.deepcopy(no_lesions)
     g["organs"]["liver"]["steatosis"] = True
     g["organs"]["spleen"]["enlarged"] = "enlarged"
     imp = render_text(g).split("IMPRESSION:")[1].strip().splitlines()
     assert imp[0].startswith("1. Enlarged spleen (volume") and imp[1] == "2. Hepatic steatosis."
-    assert imp[-1] == "3. No liver, pancreatic or kidney lesion in the masks provided."
+    assert imp[-1] == "3. Liver, pancreas and kidneys not assessed for lesions (no lesion mask given)."
 
 
 def test_single_lesion_impression_names_location_and_size():
@@ -331,8 +342,10 @@ def test_not_assessable_lines(cut_liver, masks_only):
     text = render_text(cut_liver)
     assert cut_liver["not_assessable"]
     for item in cut_liver["not_assessable"]:
-        assert f"- {item['what']}: {item['why']}" in text
-    assert "liver volume: organ touches the edge of the scan" in text
+        assert f": {item['why']}" in text
+    assert "- Liver volume: organ touches the edge of the scan" in text
+    # internal keys become names: "kidney_lesion_1 kidney pole" -> "Kidney lesion 1 kidney pole"
+    assert not re.search(r"^- \w+_\w+", text.split("NOT ASSESSABLE:")[1], re.M)
     assert cut_liver["organs"]["liver"]["volume_ml"] is None
     assert "Liver: volume not assessable (organ cut by the scan edge)." in text
     # per-lesion items are also said on the lesion's own line

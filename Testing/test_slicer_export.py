@@ -3,7 +3,7 @@
 Truth comes from outside the panel: the saved case folder is loaded again with the
 core's own loader and measured by a fresh engine; the dataset is read back as
 files and CSV; the DICOM objects are read with pydicom; the narrative goes through
-the real ``openai`` client to the project's scripted OpenAI-compatible server,
+the real ``openai`` client to the project's OpenAI-compatible test server (``llm_server``),
 which records every request so the test can check what left the machine.
 """
 
@@ -186,7 +186,7 @@ def swapped_sides(body):
 
 
 def llm_server_class():
-    from RadGPTLogic.llm.testserver import ScriptedLLMServer
+    from llm_server import ScriptedLLMServer  # Testing/llm_server.py, the project's test server
 
     return ScriptedLLMServer
 

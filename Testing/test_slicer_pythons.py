@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["Testing/test_slicer_module.py", "Testing/test_phantom_truth.py", "Testing/test_report_templates.py"]
+#: The panel's tests (Qt harness: live update, Segment, save/export, narrative) and a core subset.
+TESTS = ["Testing/test_slicer_module.py", "Testing/test_slicer_segment.py", "Testing/test_slicer_export.py",
+         "Testing/test_phantom_truth.py", "Testing/test_report_templates.py"]
 
 
 @pytest.mark.parametrize("version,numpy_major", [("3.9", "1"), ("3.12", "2")])

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import load_findings, run_cli
 
-from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.case import Case
 from RadGPTLogic.engine import Engine
+from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.phantom import LesionSpec, build_phantom, default_lesions, staging_lesions, write_case
 from RadGPTLogic.staging.vessels import resolve_vessels
-
-from conftest import load_findings, run_cli
 
 SEPARATE_ARTERIES = ("celiac_trunk", "common_hepatic_artery", "splenic_artery")
 SEPARATE_VEINS = ("superior_mesenteric_vein", "portal_vein")

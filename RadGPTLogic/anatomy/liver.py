@@ -5,11 +5,14 @@ Rules (clinical_rules_and_peers.md §A3):
 * Segments come only from ``liver_segment_1`` ... ``liver_segment_8`` masks (a
   model's output or TotalSegmentator's ``liver_segments``).  Without them there is
   no guess: the location is "not assessable (no segment masks)".
-* A lesion is placed in every segment holding **more than 10 %** of its voxels that
-  lie inside some segment, largest share first (RadGPT's rule, adopted).  When the
-  segment masks leave the lesion out (some models exclude tumour voxels from the
-  parenchyma), the shares are taken over the lesion's surrounding shell (2 voxels)
-  instead, and the result says so (``couinaud_by``).
+* A lesion is placed in every segment holding **more than 10 %** of its voxels,
+  largest share first (RadGPT's rule, adopted).  When the segment masks leave
+  lesion voxels out (some models exclude tumour voxels from the parenchyma, and
+  Slicer's "overwrite all" editing carves a painted lesion out of every segment),
+  each uncovered voxel takes the segment of the nearest segment voxel within
+  :data:`FILL_SEARCH_VOXELS`, and the result says so (``couinaud_by``).  Carving
+  destroys the true boundary between segments inside the lesion, so the shares of
+  a carved lesion that spans segments are this nearest-segment estimate.
 * Segment 4 is split into **S4a** (superior) and **S4b** (inferior) at the axial
   plane of the portal vein bifurcation when a portal-vein mask is given.  Proxy for
   the bifurcation: scanning the portal vein's axial cross-sections from inferior to
@@ -69,15 +72,8 @@ def couinaud_location(case: Case, lesion: Crop, bifurcation_z: float | None = No
     present = [s for s in SEGMENTS if case.has(s) and not case.crop(s).is_empty]
     if not present:
         return None
-    counts, by = _segment_counts(case, lesion.mask, lesion.offset, present, bifurcation_z)
-    if sum(counts.values()) == 0:
-        # Segment masks exclude the lesion: look at the parenchyma around it.
-        pad = 2
-        shell_offset = tuple(o - pad for o in lesion.offset)
-        grown = ndimage.binary_dilation(np.pad(lesion.mask, pad), iterations=pad)
-        shell = grown & ~np.pad(lesion.mask, pad)
-        counts, by = _segment_counts(case, shell, shell_offset, present, bifurcation_z)
-        by = "surrounding parenchyma"
+    mask, offset, fill = _lesion_with_filled_segments(case, lesion, present)
+    counts, by = _segment_counts(case, mask, offset, present, bifurcation_z, fill=fill)
     total = sum(counts.values())
     if total == 0:
         return {"couinaud": [], "couinaud_shares": {}, "couinaud_by": "outside all segment masks"}
@@ -90,10 +86,47 @@ def couinaud_location(case: Case, lesion: Crop, bifurcation_z: float | None = No
     }
 
 
-def _segment_counts(case, mask, offset, present, bifurcation_z):
+# Lesion voxels that no segment mask covers take the label of the nearest segment voxel
+# found within this many voxels around the lesion.
+FILL_SEARCH_VOXELS = 3
+
+
+def _lesion_with_filled_segments(case, lesion: Crop, present: list):
+    """The lesion's voxels, and how segment labels are found for them.
+
+    Returns ``(mask, offset, fill)``: ``fill`` is None when every lesion voxel lies in
+    a segment mask (the usual convention), else a label array over the mask's box
+    giving each uncovered voxel its nearest segment (1..8, 0 = none found): segment
+    masks carved around the lesion (Slicer's "overwrite all") or leaving it out.
+    """
+    pad = FILL_SEARCH_VOXELS
+    lo = np.maximum(np.subtract(lesion.offset, pad), 0)
+    hi = np.minimum(np.add(np.add(lesion.offset, lesion.shape), pad), case.shape)
+    offset, shape = tuple(int(x) for x in lo), tuple(int(x) for x in hi - lo)
+    own = lesion.in_box(offset, shape)
+    labels = np.zeros(shape, np.uint8)
+    for name in present:
+        labels[case.crop(name).in_box(offset, shape)] = int(name.rsplit("_", 1)[1])
+    uncovered = own & (labels == 0)
+    if not uncovered.any():
+        return own, offset, None
+    if not labels.any():
+        return own, offset, np.zeros(shape, np.uint8)
+    # Nearest labelled voxel of every voxel (Euclidean in voxel units along each axis' spacing).
+    _, (ii, jj, kk) = ndimage.distance_transform_edt(labels == 0, sampling=case.spacing, return_indices=True)
+    filled = labels.copy()
+    filled[uncovered] = labels[ii[uncovered], jj[uncovered], kk[uncovered]]
+    return own, offset, filled
+
+
+def _segment_counts(case, mask, offset, present, bifurcation_z, fill=None):
+    """Lesion voxels per segment label (S4 split at ``bifurcation_z``); ``fill`` replaces the masks."""
     counts = {}
     for name in present:
-        seg = case.crop(name).in_box(offset, mask.shape) & mask
+        if fill is not None:
+            seg = (fill == int(name.rsplit("_", 1)[1])) & mask
+        else:
+            seg = case.crop(name).in_box(offset, mask.shape) & mask
         label = "S" + name.rsplit("_", 1)[1]
         if label == "S4" and bifurcation_z is not None:
             upper = _slice_z(case.affine, offset[2] + np.arange(mask.shape[2])) > bifurcation_z
@@ -101,4 +134,4 @@ def _segment_counts(case, mask, offset, present, bifurcation_z):
             counts["S4b"] = int(np.count_nonzero(seg[:, :, ~upper]))
         else:
             counts[label] = int(np.count_nonzero(seg))
-    return counts, "lesion voxels"
+    return counts, "lesion voxels" if fill is None else "lesion voxels (uncovered ones by the nearest segment)"

@@ -48,6 +48,10 @@ MIN_SEGMENT_MM = 10.0
 # Centreline slope (horizontal mm per craniocaudal mm) up to which a vein segment
 # counts as vertical (about 31 degrees from the body axis).
 VERTICAL_SLOPE = 0.6
+# In-plane distance (mm; at least one voxel) within which a combined mask's
+# voxels beside a given SMV or PV mask count as that vessel's rim (two models'
+# borders differ by a voxel or two), not as the other vessel.
+RIM_MM = 2.0
 
 
 # =============================================================================
@@ -464,8 +468,8 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
        confluence); when the mask goes on downwards as a vertical SMV (a piece at
        least :data:`MIN_SEGMENT_MM` tall below the junction zone, the
        :data:`JUNCTION_DEPTH_MM` under ``k_m``, overlapping the portal vein's
-       left-right extent), the SMV's left border at the top of that piece if it
-       lies further left.
+       left-right extent widened by :data:`SPLENIC_JUMP_MM` to the left), the
+       SMV's left border at the top of that piece if it lies further left.
     4. **Trunk** = the followed part above ``k_m`` plus the mask voxels at and
        below ``k_m`` whose centre is not left of ``x_cut``, keeping what stays
        connected to the portal vein.  Everything else (the splenic vein to the
@@ -550,7 +554,10 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
             if not top:
                 continue
             lo, hi = min(g.low[l] for l in top), max(g.high[l] for l in top)
-            if hi < x_pv or lo > x_right:
+            # (A nearly horizontal portal vein seen on thick slices starts well to
+            # the right of the SMV below it: the SMV may lie up to one splenic
+            # jump further left.)
+            if hi < x_pv - SPLENIC_JUMP_MM or lo > x_right:
                 continue
             total = int(sum(g.size[l] for l in members))
             height = (max(g.k[l] for l in members) - min(g.k[l] for l in members) + 1) * dz
@@ -593,6 +600,76 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
 
 
 # =============================================================================
+# The missing half of an SMV / PV pair
+# =============================================================================
+
+
+def other_vein(trunk: Crop, given: Crop, given_is: str, affine: np.ndarray) -> tuple[Crop, dict]:
+    """The vein missing from an SMV/PV pair, taken from a combined trunk mask.
+
+    Rule (the SMV ends where it joins the portal vein, as for the confluence of
+    :func:`find_venous_trunk`):
+
+    * ``given_is == "SMV"``: the confluence is the given SMV's top axial slice
+      ``k_c``; the **PV** is what the trunk holds besides the SMV and reaches
+      above ``k_c``.
+    * ``given_is == "PV"``: the confluence is the given PV's lowest axial slice
+      ``k_c``; the **SMV** is what the trunk holds besides the PV and reaches
+      below ``k_c``.
+
+    In detail: the trunk minus the given mask, minus (on the given vein's side of
+    the confluence) a rim within :data:`RIM_MM` in-plane of it, where two models'
+    borders differ by a voxel or two; of that remainder, the 26-connected pieces
+    that reach past ``k_c``.  The missing vein is not cut at ``k_c`` itself: a
+    nearly horizontal portal vein's lower wall lies below the top of the SMV it
+    leaves.  No centreline fit is needed, so a short or nearly horizontal portal
+    vein (a few thick slices above the SMV) is found as reliably as a long
+    oblique one.
+
+    ``trunk`` and ``given`` are canonical crops (``trunk`` already without the
+    splenic vein, see :func:`isolate_trunk`); ``affine`` maps canonical voxels to
+    RAS mm.  Returns ``(crop, info)``: ``crop`` is empty when nothing of the
+    trunk reaches past the confluence; ``info`` (JSON-serialisable) holds
+    ``confluence_k`` (canonical axial index), ``extent_mm`` (craniocaudal extent
+    of the result) and ``rule``.
+    """
+    if given_is not in ("SMV", "PV"):
+        raise ValueError(f"given_is must be 'SMV' or 'PV', not {given_is!r}")
+    info = {"confluence_k": None, "extent_mm": 0.0}
+    if trunk is None or trunk.is_empty or given is None or given.is_empty:
+        info["rule"] = "no trunk or no given vein"
+        return Crop.empty(), info
+    k_given = occupied_slices(given)
+    k_c = int(k_given[-1] if given_is == "SMV" else k_given[0])
+    k_abs = np.arange(trunk.shape[2]) + int(trunk.offset[2])
+    given_side = (k_abs < k_c) if given_is == "SMV" else (k_abs > k_c)
+    beyond = (k_abs > k_c) if given_is == "SMV" else (k_abs < k_c)
+    # The given mask and its in-plane rim (square, at least one voxel), over the
+    # trunk's box padded so that given voxels just outside it still count.
+    a = np.asarray(affine, float)
+    r = [max(1, int(round(RIM_MM / max(float(np.linalg.norm(a[:3, ax])), 1e-6)))) for ax in (0, 1)]
+    pad_off = (trunk.offset[0] - r[0], trunk.offset[1] - r[1], trunk.offset[2])
+    pad_shape = (trunk.shape[0] + 2 * r[0], trunk.shape[1] + 2 * r[1], trunk.shape[2])
+    near = given.in_box(pad_off, pad_shape)
+    rim = ndimage.binary_dilation(near, structure=np.ones((2 * r[0] + 1, 2 * r[1] + 1, 1), bool))
+    inner = (slice(r[0], r[0] + trunk.shape[0]), slice(r[1], r[1] + trunk.shape[1]), slice(None))
+    rest = trunk.mask & ~near[inner]
+    rest[:, :, given_side] &= ~rim[inner][:, :, given_side]
+    labels, _ = ndimage.label(rest, structure=_FULL)
+    reach = np.unique(labels[:, :, beyond])
+    found = _tight(np.isin(labels, reach[reach > 0]), trunk.offset)
+    if not found.is_empty:
+        ks = occupied_slices(found)
+        info["extent_mm"] = float((ks[-1] - ks[0] + 1) * slice_z_mm(affine))
+    info["confluence_k"] = k_c
+    if given_is == "SMV":
+        info["rule"] = "PV = trunk minus the SMV mask (and its rim below the SMV's top), pieces reaching above the SMV's top slice"
+    else:
+        info["rule"] = "SMV = trunk minus the PV mask (and its rim above the PV's lowest slice), pieces reaching below the PV's lowest slice"
+    return found, info
+
+
+# =============================================================================
 # The trunk of a case
 # =============================================================================
 
@@ -619,6 +696,33 @@ class VenousTrunk:
     landmarks: dict = field(default_factory=dict)
 
 
+def combined_trunk(case: Case, given: Crop | None = None) -> tuple[Crop | None, str, dict | None]:
+    """The SMV/PV trunk held in a combined mask of ``case``, if any.
+
+    ``veins`` (AbdomenAtlas SMV + PV) as is; else ``portal_vein_and_splenic_vein``
+    (TotalSegmentator PV + splenic vein, often with the top of the SMV) with the
+    splenic vein removed by :func:`isolate_trunk`.  ``given`` (an SMV or PV mask
+    of the case) joins the combined mask for the isolation: a given SMV shows
+    where the trunk comes up from below even when the combined mask holds no SMV,
+    which places the splenic-vein cut at the SMV's left border.  Returns
+    ``(crop, source, isolate_info)``: ``crop`` None when the case has neither mask
+    (or no trunk was found), ``isolate_info`` the :func:`isolate_trunk` details or
+    None.
+    """
+    veins = present(case, "veins")
+    if veins is not None:
+        return veins, "veins", None
+    combined = present(case, "portal_vein_and_splenic_vein")
+    if combined is None:
+        return None, "no combined vein mask", None
+    trunk, info = isolate_trunk(union([combined, given]), case.affine)
+    if trunk.is_empty:
+        return None, "portal_vein_and_splenic_vein: no trunk found", info
+    if info["junction_k"] is not None:
+        return trunk, "portal_vein_and_splenic_vein (splenic vein removed)", info
+    return trunk, "portal_vein_and_splenic_vein (no splenic-vein junction found; whole connected mask)", info
+
+
 def find_venous_trunk(case: Case) -> VenousTrunk:
     """The SMV/PV trunk of ``case`` (sources as in :func:`venous_trunk`) and its confluence level.
 
@@ -633,47 +737,46 @@ def find_venous_trunk(case: Case) -> VenousTrunk:
     """
     smv = present(case, "superior_mesenteric_vein")
     pv = present(case, "portal_vein")
-    veins = present(case, "veins")
-    combined = present(case, "portal_vein_and_splenic_vein")
     marks = {}
     if smv is not None or pv is not None:
         pieces = [smv, pv]
         source = "+".join(n for n, c in (("superior_mesenteric_vein", smv), ("portal_vein", pv)) if c is not None)
-        if pv is None and combined is not None:
-            # An SMV mask alone: the portal vein can still come from the combined mask.
-            extra, info = isolate_trunk(combined, case.affine)
-            marks["portal_vein_and_splenic_vein"] = info
-            if not extra.is_empty:
-                pieces.append(extra)
-                source += "+portal_vein_and_splenic_vein (splenic vein removed)"
+        if smv is None or pv is None:
+            # One of the pair alone: the other can still come from a combined mask.
+            given = smv if smv is not None else pv
+            trunk, how, info = combined_trunk(case, given)
+            if info is not None:
+                marks["portal_vein_and_splenic_vein"] = info
+            if trunk is not None:
+                given_is = "SMV" if smv is not None else "PV"
+                extra, _ = other_vein(trunk, given, given_is, case.affine)
+                if not extra.is_empty:
+                    pieces.append(extra)
+                    source += f"+{how}"
         trunk = union(pieces)
         if smv is not None:
             k_c, how = int(occupied_slices(smv)[-1]), "top slice of the SMV mask"
         else:
             k_c, how = int(occupied_slices(pv)[0]), "lowest slice of the portal vein mask"
-    elif veins is not None:
-        trunk, source = veins, "veins"
-        k_c, how = confluence_level(veins, case.affine)
-    elif combined is not None:
-        trunk, info = isolate_trunk(combined, case.affine)
-        marks["portal_vein_and_splenic_vein"] = info
-        if trunk.is_empty:
-            return VenousTrunk(None, "portal_vein_and_splenic_vein: no trunk found", landmarks=marks)
-        if info["junction_k"] is not None:
-            source = "portal_vein_and_splenic_vein (splenic vein removed)"
-        else:
-            source = "portal_vein_and_splenic_vein (no splenic-vein junction found; whole connected mask)"
-        prof = slice_profile(trunk, case.affine)
-        hinge = _fit_hinge(prof)
-        if hinge is not None and hinge.valid:
-            k_c, how = hinge.k, "where the trunk's centreline turns from vertical (SMV) to oblique (PV)"
-        elif info["junction_k"] is not None:
-            k_c, how = int(info["junction_k"]), "splenic-vein junction level"
-        else:
-            k_c, how = confluence_level(trunk, case.affine)
     else:
-        return VenousTrunk(None, "no SMV/PV mask (superior_mesenteric_vein, portal_vein, veins "
-                                 "or portal_vein_and_splenic_vein)")
+        trunk, source, info = combined_trunk(case)
+        if info is not None:
+            marks["portal_vein_and_splenic_vein"] = info
+        if trunk is None:
+            if info is not None:
+                return VenousTrunk(None, source, landmarks=marks)
+            return VenousTrunk(None, "no SMV/PV mask (superior_mesenteric_vein, portal_vein, veins "
+                                     "or portal_vein_and_splenic_vein)")
+        if info is None:  # veins
+            k_c, how = confluence_level(trunk, case.affine)
+        else:
+            hinge = _fit_hinge(slice_profile(trunk, case.affine))
+            if hinge is not None and hinge.valid:
+                k_c, how = hinge.k, "where the trunk's centreline turns from vertical (SMV) to oblique (PV)"
+            elif info["junction_k"] is not None:
+                k_c, how = int(info["junction_k"]), "splenic-vein junction level"
+            else:
+                k_c, how = confluence_level(trunk, case.affine)
     marks["confluence"] = {"k": int(k_c), "rule": how}
     return VenousTrunk(trunk, source, int(k_c), marks)
 
@@ -684,8 +787,8 @@ def venous_trunk(case: Case) -> tuple[Crop | None, str]:
     Sources, first match wins:
 
     1. ``superior_mesenteric_vein`` and/or ``portal_vein``: their union (with only
-       the SMV given, plus the trunk isolated from ``portal_vein_and_splenic_vein``
-       when that exists);
+       one of them given, plus the other from ``veins`` or the trunk isolated from
+       ``portal_vein_and_splenic_vein``, by :func:`other_vein`);
     2. ``veins`` (AbdomenAtlas SMV + PV): as is;
     3. ``portal_vein_and_splenic_vein`` (TotalSegmentator): the splenic vein is
        removed by :func:`isolate_trunk`.

@@ -1,8 +1,10 @@
 """Dataset building: ``radgpt batch`` over many case folders and ``radgpt export-triplets``.
 
-- :mod:`.batch`: find case folders under a root, run :func:`RadGPTLogic.pipeline.run_report`
-  for each in a pool of worker processes (one case per worker at a time), and record
-  every case's outcome in ``batch_summary.csv`` / ``batch_summary.json``.
+- :mod:`.batch` (a package): find case folders under a root, run each case's stages
+  (segmentation, :func:`RadGPTLogic.pipeline.run_report`, narrative) on an executor
+  (local worker processes or a Dask cluster), and record every case's outcome in
+  ``batch_summary.csv`` / ``batch_summary.json``.
+- :mod:`.report_tables`: ``reports.csv`` and the tidy findings table of finished cases.
 - :mod:`.triplets`: turn the batch outputs into a CT-mask-report dataset with
   ``metadata.csv`` / ``metadata.jsonl``.
 - :mod:`.dataset_cli`: the two sub-commands (``register(subparsers)``).
@@ -15,6 +17,7 @@ from .batch import (
     SUMMARY_COLUMNS,
     BatchResult,
     discover_cases,
+    format_progress,
     normalise_phase,
     read_ids,
     read_phase_csv,
@@ -27,6 +30,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "BatchResult",
     "discover_cases",
+    "format_progress",
     "normalise_phase",
     "read_ids",
     "read_phase_csv",

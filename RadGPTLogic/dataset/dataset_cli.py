@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..llm.client import add_endpoint_options
 from ..rules import PHASES
 
 
@@ -52,7 +53,14 @@ def register(subparsers) -> None:
     b.add_argument("root", help="folder of case folders (AbdomenAtlas BDMAP_* or any names), searched recursively")
     b.add_argument("--out", required=True, help="output folder: OUT/<case_id>/ and OUT/batch_summary.{csv,json}")
     b.add_argument("--workers", type=_positive_int, default=None,
-                   help="worker processes, one case each at a time (default: number of CPUs; 1 runs in-process)")
+                   help="worker processes, one case each at a time (default: number of CPUs; 1 runs in-process); "
+                        "with --executor dask and no --scheduler: the local cluster's workers")
+    b.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: worker processes on this machine (default); dask: a dask.distributed cluster "
+                        "(needs the [dask] extra)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --executor dask: join the running cluster at ADDRESS (e.g. tcp://10.0.0.5:8786, "
+                        "started with `dask scheduler` and `dask worker`); default: start a local cluster")
     ph = b.add_mutually_exclusive_group()
     ph.add_argument("--phase", choices=PHASES, default=None, help="contrast phase of every case (default: unknown)")
     ph.add_argument("--phase-csv", metavar="FILE",
@@ -70,7 +78,19 @@ def register(subparsers) -> None:
                    help="AJCC T4 for CA/SMA/CHA: > 180 degrees of contact (default) or any solid contact")
     b.add_argument("--templates", metavar="DIR", help="folder of institution templates overriding the shipped ones")
     b.add_argument("--resample", action="store_true", help="resample masks on another grid onto the CT grid")
+    b.add_argument("--seg-model", action="append", metavar="MODEL",
+                   help="segment case folders that hold only a CT with this nnU-Net model (preset name or model "
+                        "folder; repeat for several) before their report; needs the segmentation backend")
+    b.add_argument("--seg-device", default="auto", help="device for --seg-model: auto, cpu, cuda, cuda:1 ...")
+    b.add_argument("--no-progress-bar", dest="bar", action="store_false", default=None,
+                   help="one plain line per case even on a terminal (the default in logs)")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    n = add_endpoint_options(b, "narrative stage (LLM, OpenAI-compatible; only with --narrative)")
+    n.add_argument("--narrative", action="store_true",
+                   help="write the fact-checked LLM narrative of every ok case; --concurrency bounds the "
+                        "requests in flight across all workers (default 2)")
+    n.add_argument("--examples", metavar="FILE_OR_DIR", help="example reports for the narrative (as radgpt narrative)")
+    n.add_argument("--style", help="example style for the narrative (as radgpt narrative)")
     b.set_defaults(func=cmd_batch)
 
     e = subparsers.add_parser(
@@ -101,23 +121,56 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _llm_config(args):
+    from ..errors import InputError
+    from ..llm.client import load_config
+
+    if not args.narrative:
+        return None
+    config = load_config(args.base_url, args.model, args.api_key, args.config)
+    if config is None:
+        raise InputError(None, "--narrative needs an LLM endpoint: --base-url URL (or RADGPT_LLM_BASE_URL)")
+    try:
+        import openai  # noqa: F401 - only to fail early with a clear message
+    except ImportError:
+        raise InputError(None, "the LLM client needs the 'openai' package: pip install 'radgpt-slicer[llm]'") from None
+    return config
+
+
 def cmd_batch(args) -> int:
     from dataclasses import replace
 
+    from ..errors import InputError
     from ..rules import DEFAULT_RULES
-    from .batch import format_progress, read_ids, read_phase_csv, run_batch
+    from .batch import Progress, read_ids, read_phase_csv, run_batch
 
     phases = read_phase_csv(args.phase_csv) if args.phase_csv else None
     ids = read_ids(args.ids) if args.ids else None
     rules = replace(DEFAULT_RULES, t4_rule=args.t4_rule)
+    llm = _llm_config(args)
+    if args.concurrency is not None and args.concurrency < 1:
+        raise InputError(None, f"--concurrency must be at least 1 (got {args.concurrency})")
+    segmenter = None
+    if args.seg_model:
+        import importlib.util
+
+        from .batch import RunnerSegmenter
+
+        if importlib.util.find_spec("RadGPTLogic.segment") is None:
+            raise InputError(None, "--seg-model needs the segmentation backend (RadGPTLogic.segment), "
+                                   "which this installation lacks")
+        segmenter = RunnerSegmenter(list(args.seg_model), device=args.seg_device, timeout_s=args.timeout)
     result = run_batch(
-        args.root, args.out, workers=args.workers, phase=args.phase or "unknown", phases=phases, ids=ids,
+        args.root, args.out, workers=args.workers, segmenter=segmenter, phase=args.phase or "unknown",
+        phases=phases, ids=ids,
         resume=not args.force, timeout=args.timeout, rules=rules, template_dir=args.templates,
-        resample=args.resample, progress=lambda done, total, row: _say(format_progress(done, total, row)),
+        resample=args.resample, progress=Progress(sys.stderr, bar=args.bar),
+        executor=args.executor, scheduler=args.scheduler, llm=llm, llm_concurrency=args.concurrency or 2,
+        examples=args.examples, style=args.style,
         options_record={
             "workers": args.workers, "phase": args.phase, "phase_csv": args.phase_csv, "ids": args.ids,
             "resume": not args.force, "timeout_s": args.timeout, "t4_rule": args.t4_rule,
-            "templates": args.templates, "resample": args.resample,
+            "templates": args.templates, "resample": args.resample, "narrative": bool(llm),
         },
     )
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
@@ -128,6 +181,8 @@ def cmd_batch(args) -> int:
         _say(f"radgpt batch: {len(bad)} case(s) failed or timed out: {shown} (see batch_summary.csv)")
     if result.interrupted:
         _say(f"radgpt batch: interrupted by {result.interrupted}; the summary lists what was done")
+    if result.lost:
+        _say(f"radgpt batch: {result.lost}; unfinished cases are marked cancelled (run again to resume)")
     return result.exit_code
 
 

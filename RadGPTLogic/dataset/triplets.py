@@ -7,6 +7,11 @@ Layout of the dataset (``DATASET``)::
       metadata.csv              one row per case (:data:`METADATA_COLUMNS`)
       metadata.jsonl            the same rows with native JSON types, plus report text,
                                 narrative text, per-lesion facts and input hashes
+      phases.csv                case_id,phase: the phase each report was made with
+                                (``radgpt batch DATASET --phase-csv DATASET/phases.csv``
+                                re-makes every report.txt byte for byte)
+      reports.csv               one row per case, AbdomenAtlas 3.0 style (:mod:`.report_tables`)
+      findings_table.parquet    a row per organ and per lesion (.csv without pyarrow)
       <case_id>/
         ct.nii.gz               (ct.nii when the case had an uncompressed CT; absent without CT)
         segmentations/*.nii.gz  every mask file of the case folder
@@ -19,7 +24,13 @@ ok in an earlier run and still up to date).  Unless ``verify=False``, every inpu
 the findings were made from is hashed again and compared with
 ``provenance.inputs``; a case whose CT or masks changed since its report (or gained
 or lost a mask) is left out with a warning, so a report is never paired with other
-masks.
+masks.  findings.json and report.txt must also be the outputs of one run (each
+matches the SHA-256 that the output folder's manifest recorded when they were
+written together); a pair that does not, or a folder without a manifest (written by
+an older version), is left out: rerun ``radgpt batch``.
+
+Lesion counts of an organ whose lesions were not assessed (no lesion mask for it:
+findings.json ``lesions_assessed``) are empty in the metadata, not 0.
 
 CT and masks are hard links where the file system allows (else copies), copies
 with ``mode="copy"``, or absolute symbolic links with ``mode="symlink"``; the small
@@ -37,9 +48,7 @@ ones (the old and the new dataset are swapped by two renames).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -49,13 +58,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from .batch import discover_cases, input_changes, recorded_inputs
+from .batch.discovery import discover_cases
+from .batch.resume import input_changes, recorded_inputs
+from .report_tables import csv_text
 
 LESION_ORGANS = ("liver", "pancreas", "kidney")
+PHASES_CSV = "phases.csv"
 VOLUME_ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right")
 
 METADATA_COLUMNS = (
-    "case_id", "phase", "organs_with_lesions", "organs_with_tumors",
+    "case_id", "phase", "lesions_assessed", "organs_with_lesions", "organs_with_tumors",
     *(f"n_lesions_{o}" for o in LESION_ORGANS),
     *(f"largest_lesion_mm_{o}" for o in LESION_ORGANS),
     "t_stage", "resectability",
@@ -66,15 +78,19 @@ METADATA_COLUMNS = (
 
 COLUMN_DOC = {
     "case_id": "case folder name (AbdomenAtlas BDMAP id or any)",
-    "phase": "contrast phase used for the report: non-contrast, arterial, venous, delayed or unknown",
+    "phase": "contrast phase used for the report: non-contrast, arterial, venous, delayed or unknown "
+             "(also in phases.csv; `radgpt report <case_id> --phase <phase>` reproduces report.txt)",
+    "lesions_assessed": "organs (liver, pancreas, kidney) whose lesions were assessed: the case had at least one "
+                        "lesion mask for the organ (possibly empty); ';'-separated in the CSV, a list in the JSONL",
     "organs_with_lesions": "organs (liver, pancreas, kidney) with at least one reported lesion of any kind; "
                            "';'-separated in the CSV, a list in the JSONL",
     "organs_with_tumors": "organs with at least one lesion that is not a cyst (kind lesion, tumor, pdac or pnet)",
-    "n_lesions_liver": "number of reported lesion components in the liver (all kinds, cysts included)",
+    "n_lesions_liver": "number of reported lesion components in the liver (all kinds, cysts included); "
+                       "empty when the liver's lesions were not assessed (no lesion mask), which is not 0",
     "n_lesions_pancreas": "same for the pancreas",
     "n_lesions_kidney": "same for both kidneys",
     "largest_lesion_mm_liver": "largest WHO longest axial diameter (mm, unrounded, as in findings.json) among "
-                               "the liver's lesions; empty without lesions",
+                               "the liver's lesions; empty without lesions or when not assessed",
     "largest_lesion_mm_pancreas": "same for the pancreas",
     "largest_lesion_mm_kidney": "same for the kidneys",
     "t_stage": "highest AJCC 8th T stage among staged (solid pancreatic) lesions; empty when none was staged",
@@ -132,16 +148,34 @@ def inputs_digest(findings: dict) -> str | None:
     return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
 
+def lesions_assessed(findings: dict) -> dict:
+    """``{organ: bool}``: were the organ's lesions assessed (a lesion mask was given)?
+
+    From findings.json's ``lesions_assessed``; findings written before that key
+    existed count as assessed (the earlier behaviour), as does an organ it omits.
+    """
+    recorded = findings.get("lesions_assessed")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    return {o: recorded.get(o) is not False for o in LESION_ORGANS}
+
+
 def metadata_from_findings(findings: dict) -> dict:
-    """The findings-derived metadata columns of one case (native types)."""
+    """The findings-derived metadata columns of one case (native types).
+
+    Lesion counts and sizes of an organ whose lesions were not assessed are None
+    (empty in the CSV), never 0: no lesion mask is not a lesion-free organ.
+    """
     lesions = findings.get("lesions") or []
     organs = findings.get("organs") or {}
+    assessed = lesions_assessed(findings)
     row = {"case_id": findings.get("case_id"), "phase": findings.get("phase")}
+    row["lesions_assessed"] = [o for o in LESION_ORGANS if assessed[o]]
     row["organs_with_lesions"] = [o for o in LESION_ORGANS if any(l.get("organ") == o for l in lesions)]
     row["organs_with_tumors"] = [o for o in LESION_ORGANS
                                  if any(l.get("organ") == o and l.get("kind") != "cyst" for l in lesions)]
     for o in LESION_ORGANS:
-        row[f"n_lesions_{o}"] = sum(1 for l in lesions if l.get("organ") == o)
+        count = sum(1 for l in lesions if l.get("organ") == o)
+        row[f"n_lesions_{o}"] = count if assessed[o] or count else None
     for o in LESION_ORGANS:
         sizes = [l["longest_diameter_mm"] for l in lesions
                  if l.get("organ") == o and l.get("longest_diameter_mm") is not None]
@@ -166,25 +200,8 @@ def _lesion_summary(lesion: dict) -> dict:
     return {k: lesion.get(k) for k in keys}
 
 
-def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ";".join(str(v) for v in value)
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def metadata_csv(rows: list) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(METADATA_COLUMNS)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(k)) for k in METADATA_COLUMNS])
-    return buf.getvalue()
+    return csv_text(METADATA_COLUMNS, rows)
 
 
 def _readme(rows: list, mode: str, narrative: bool, verify: bool) -> str:
@@ -206,7 +223,14 @@ def _readme(rows: list, mode: str, narrative: bool, verify: bool) -> str:
         "<case_id>/narrative.txt           the fact-checked LLM narrative (only where accepted)",
         "metadata.csv                      one row per case (columns below)",
         "metadata.jsonl                    the same rows as JSON, plus report_text, narrative_text, lesions, inputs",
+        "phases.csv                        case_id,phase: the phase each report was made with",
+        "reports.csv                       BDMAP ID, structured report, narrative report (AbdomenAtlas 3.0 style)",
+        "findings_table.parquet            one row per organ and per lesion (findings_table.csv without pyarrow)",
         "```",
+        "",
+        "To re-make a case's report from the dataset: `radgpt report <case_id> --out OUT --phase <phase>` with "
+        "the case's phase from phases.csv (or every case: `radgpt batch . --out OUT --phase-csv phases.csv`); "
+        "report.txt comes out identical with the same radgpt version and rules.",
         "",
         "CT and masks are " + {
             "hardlink": "hard links to the source files where possible (else copies): a source file rewritten "
@@ -278,11 +302,16 @@ def _export_case(row: dict, out: Path, case_dir: Path, tmp: Path, mode: str, nar
     case_id = row["case_id"]
     out_case = out / case_id
     try:
-        findings_text = (out_case / "findings.json").read_text(encoding="utf-8")
-        report_text = (out_case / "report.txt").read_text(encoding="utf-8")
+        findings_bytes = (out_case / "findings.json").read_bytes()
+        report_bytes = (out_case / "report.txt").read_bytes()
     except OSError as exc:
         raise _LeaveOut(f"{out_case}: batch output missing ({exc.strerror or exc})") from None
+    mixed = _not_one_run(out_case, {"findings.json": findings_bytes, "report.txt": report_bytes})
+    if mixed:
+        raise _LeaveOut(f"{out_case}: findings.json and report.txt are not the outputs of one run ({mixed}); "
+                        "rerun radgpt batch")
     try:
+        findings_text, report_text = findings_bytes.decode("utf-8"), report_bytes.decode("utf-8")
         findings = json.loads(findings_text)
     except ValueError:
         raise _LeaveOut(f"{out_case / 'findings.json'}: not valid JSON") from None
@@ -327,16 +356,52 @@ def _export_case(row: dict, out: Path, case_dir: Path, tmp: Path, mode: str, nar
     return {**{k: meta.get(k) for k in METADATA_COLUMNS}, **meta}  # the CSV's column order first
 
 
+def _not_one_run(out_case: Path, contents: dict) -> str:
+    """Why ``contents`` (name -> bytes read) are not files the tool wrote together into
+    ``out_case`` (empty when they are): each must match its SHA-256 in the folder's manifest."""
+    from ..io.atomic import read_manifest
+
+    manifest = read_manifest(out_case)
+    if not manifest:
+        return "no output manifest: written by an older version"
+    problems = [f"{name} not in the manifest" if name not in manifest else f"{name} changed"
+                for name, data in sorted(contents.items())
+                if manifest.get(name) != hashlib.sha256(data).hexdigest()]
+    return "; ".join(problems)
+
+
+def _phases_csv(rows: list) -> str:
+    """``case_id,phase`` of every case: ``radgpt batch DATASET --phase-csv DATASET/phases.csv`` re-makes the reports."""
+    return csv_text(("case_id", "phase"), ([row["case_id"], row.get("phase") or "unknown"] for row in rows))
+
+
+def _write_dataset_tables(folder: Path, case_ids: list) -> None:
+    """reports.csv and the findings table of the dataset, from the very files it holds."""
+    from .report_tables import table_files
+
+    cases = []
+    for case_id in case_ids:
+        case = folder / case_id
+        narrative = case / "narrative.txt"
+        cases.append((json.loads((case / "findings.json").read_text(encoding="utf-8")),
+                      (case / "report.txt").read_text(encoding="utf-8"),
+                      narrative.read_text(encoding="utf-8") if narrative.is_file() else None))
+    for name, content in table_files(cases).items():
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+
+
 def _accepted_narrative(out_case: Path, findings: dict) -> str | None:
     check_path, text_path = out_case / "narrative_check.json", out_case / "narrative.txt"
     if not (check_path.is_file() and text_path.is_file()):
         return None
     try:
-        status = json.loads(check_path.read_text(encoding="utf-8")).get("status")
-        text = text_path.read_text(encoding="utf-8")
+        check_bytes, text_bytes = check_path.read_bytes(), text_path.read_bytes()
+        status = json.loads(check_bytes.decode("utf-8")).get("status")
+        text = text_bytes.decode("utf-8")
     except (OSError, ValueError, AttributeError):
         return None
-    if status != "accepted":
+    if status != "accepted" or _not_one_run(out_case, {"narrative.txt": text_bytes,
+                                                         "narrative_check.json": check_bytes}):
         return None
     from ..report.factcheck import check_narrative
 
@@ -431,6 +496,8 @@ def export_triplets(out, dest, *, cases_root=None, mode: str = "hardlink", narra
         ordered = [rows[k] for k in sorted(rows)]
         (tmp / "metadata.csv").write_text(metadata_csv(ordered), encoding="utf-8")
         (tmp / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ordered), encoding="utf-8")
+        (tmp / PHASES_CSV).write_text(_phases_csv(ordered), encoding="utf-8")
+        _write_dataset_tables(tmp, sorted(rows))
         (tmp / "README.md").write_text(_readme(ordered, mode, narrative, verify), encoding="utf-8")
         if mode == "hardlink" and result.copied_instead_of_linked:
             say(f"{result.copied_instead_of_linked} file(s) copied: hard links are not possible there "

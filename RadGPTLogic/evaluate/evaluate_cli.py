@@ -150,7 +150,7 @@ def read_csv_side(path: Path) -> Side:
     if not is_labels and "report" not in col:
         raise InputError(path, "expected a report column (report texts) or liver, pancreas and kidney columns "
                                "(labels)")
-    out = {}
+    out: dict = {}
     for line, row in enumerate(rows[1:], start=2):
         cell = lambda name: row[col[name]] if col.get(name) is not None and col[name] < len(row) else ""  # noqa: E731
         case = cell("case_id").strip()
@@ -233,7 +233,7 @@ class NoLLMAnswer(RuntimeError):
 def _labels_for(side: Side, cases: list, extractor: str, llm_config, concurrency, notes: dict, name: str) -> dict:
     if side.labels is not None:
         return {c: side.labels[c] for c in cases}
-    texts = [side.reports[c] or "" for c in cases]
+    texts = [(side.reports or {}).get(c) or "" for c in cases]
     if extractor == "rules":
         from .labels import extract_labels
 
@@ -260,7 +260,7 @@ def run_evaluate(pred, truth, extractor: str = "rules", uncertain: str = "exclud
                  warn=None) -> EvaluationResult:
     """Read both sides, label them, compute the metrics and (with ``out``) write the files atomically."""
     from ..errors import InputError
-    from .metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown
+    from .metrics import compute_metrics, labels_csv, metrics_csv, metrics_markdown, paper_table
 
     warn = warn or (lambda line: None)
     p_side = read_side(pred, report_file, warn)
@@ -277,14 +277,15 @@ def run_evaluate(pred, truth, extractor: str = "rules", uncertain: str = "exclud
     if extractor == "llm" and (p_side.labels is None or t_side.labels is None) and llm_config is None:
         raise InputError(None, "--extractor llm needs an LLM endpoint: pass --base-url, set RADGPT_LLM_BASE_URL "
                                "or write ~/.config/radgpt/llm.json")
-    notes = {}
+    notes: dict = {}
     pred_labels = _labels_for(p_side, common, extractor, llm_config, concurrency, notes, "pred")
     truth_labels = _labels_for(t_side, common, extractor, llm_config, concurrency, notes, "truth")
     for (name, case), reason in sorted(notes.items()):
         warn(f"{name} {case}: no labels ({reason}); left out")
     rows = compute_metrics(pred_labels, truth_labels, uncertain=uncertain, threshold_mm=threshold_mm)
     title = f"Tumour detection: {len(common)} case(s), labels by {'LLM' if extractor == 'llm' else 'rules'}"
-    md = metrics_markdown(rows, uncertain=uncertain, threshold_mm=threshold_mm, title=title)
+    md = (f"### {title}: sensitivity and specificity by tumour size\n\n" + paper_table(rows, threshold_mm) + "\n"
+          + metrics_markdown(rows, uncertain=uncertain, threshold_mm=threshold_mm, title="All strata, with PPV"))
     files = {
         "metrics.csv": metrics_csv(rows),
         "metrics.md": md,

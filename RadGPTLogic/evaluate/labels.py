@@ -5,6 +5,15 @@ kidney), ``{"tumor": "yes" | "no" | "uncertain", "largest_mm": float | None}``.
 ``extract_mentions(text)`` returns the evidence (every lesion mention with its organs,
 status and sizes) for debugging a label.  Deterministic, pure Python, no network.
 
+**Independent of the fact checker, on purpose.**  This labeller has its own text
+parser (sentences, clauses, negation, sizes) instead of sharing the fact checker's
+(:mod:`RadGPTLogic.report.factcheck`): it grades narratives that the checker has
+accepted, and an evaluator that shares the generator's parser would share its blind
+spots, so a misreading in one would be invisible to the other.  What they must share
+is vocabulary (which words are lesions and which name an organ):
+``Testing/test_vocabulary_drift.py`` keeps the two vocabularies from drifting apart
+and lists the deliberate differences.  Measured accuracy: ``docs/EVALUATION.md``.
+
 The rules
 =========
 
@@ -34,8 +43,9 @@ neoplasm/neoplasia, metastasis/metastases/metastatic disease/mets, malignancy,
 cancer, any "...carcinoma" (HCC, RCC, PDAC, adenocarcinoma, cholangiocarcinoma),
 "...adenoma" (cystadenoma), "...sarcoma", lymphoma, hemangioma, focal nodular
 hyperplasia/FNH, angiomyolipoma, oncocytoma, IPMN, PNET, insulinoma, gastrinoma,
-hepatoma, Bosniak, and hypodensity/hyperdensity or a hypo-/hyper-/low-attenuating,
--dense or -enhancing focus/area/region.  Cysts count as tumour (as in RadGPT's
+hepatoma, Bosniak, AML/ANL (angiomyolipoma), "cystic disease", "cystic" as a head word
+("left kidney cystic, 2 cm"), and hypodensity/hyperdensity or a hypo-/hyper-/low-attenuating,
+-dense or -enhancing focus/area/region/shadow ("low-density shadow").  Cysts count as tumour (as in RadGPT's
 evaluation).  Not mentions: "mass effect", pseudocyst, regenerative/siderotic
 nodules.  Conditions that are not tumours (steatosis, cirrhosis, hydronephrosis,
 calculi/stones, pancreatitis, atrophy, enlargement) contain no lesion word, so they
@@ -43,26 +53,34 @@ never make a "yes".  A *generic* mention (lesion, nodule, hypodensity, focus, ar
 is dropped when its clause explains it as a non-tumour (focal fat, fatty
 infiltration/sparing, perfusion anomaly, THAD, shunt, artifact, partial volume,
 abscess, hematoma, infarct, scar, granuloma, biloma, seroma, lymphocele, fluid
-collection, calcification); any mention is dropped in a clause about polycystic
-kidney disease / PKD.
+collection, calcification, calculus/stone/nephrolithiasis, bone island), in its clause
+or in an apposition that follows ("hypodensity in the liver, a perfusion anomaly");
+any mention is dropped in a clause about polycystic kidney disease / PKD.
 
 **Status of a mention** (first that applies):
 
-1. *historical*: its clause says history of, h/o, status post, s/p, resected,
-   resection, post-operative/post-surgical (not a current tumour; ignored);
+1. *historical*: a cue (history of, h/o, status post, s/p, resected, resection,
+   post-operative/post-surgical) precedes it in its clause with nothing current in
+   between ("with a", "new", "now", "recurrent", "residual", "there is"), or "was
+   resected/removed" follows it (not a current tumour; ignored).  "Status post right
+   hepatectomy with a new 2 cm lesion" is a current lesion;
 2. *negated*: after a pre-negation in the same clause ("no", "not", "without",
    "negative for", "free of", "absence of", "neither", "nor", "none of", "no evidence
    of"; a list such as "no mass, cyst or stone" stays negated) unless a scope stop
-   comes between ("with a", "with an", "there is/are"), or before a post-negation
+   comes between ("with a", "with an", "there is/are", or a comma or "and" followed by
+   a verb of having: "not enlarged and contains a cyst", "Without hydronephrosis, the
+   kidney has a cyst"), or before a post-negation
    ("ruled out", "excluded", "resolved", "absent", "none", "not seen/identified/
    visualized/present/...", "no longer seen/visible").  Pseudo-negations are not
-   negations: "no (significant/interval) change/increase/decrease/growth/progression",
-   "without (significant/interval) change"; "not excluded"/"cannot be ruled out" are
+   negations: they deny a property of a lesion that is there: "no/without (significant/
+   interval/internal) change/increase/decrease/growth/progression/enhancement/septation/
+   calcification/wall thickening/solid component" ("no enhancement of the renal cyst"
+   is a cyst); "not excluded", "cannot be ruled out" and "not excluding" are
    uncertainty, not negation;
 3. *uncertain*: its clause holds an uncertainty cue: indeterminate, too small to
    characterize (TSTC), cannot be characterized, possible/possibly, questionable,
    equivocal, uncertain, unclear, suspected, cannot exclude / cannot be excluded /
-   cannot rule out / not excluded / difficult to exclude, may/might/could
+   cannot rule out / not excluded / not excluding / difficult to exclude, may/might/could
    represent/be/reflect.  "likely", "probable", "consistent with", "suspicious
    for", "concerning for" are *not* uncertainty (radiology usage: a positive call);
    "no definite mass" is a negation;
@@ -74,10 +92,13 @@ intrahepatic, hepato-, HCC/hepatoma, Couinaud segment N / S7, caudate or right/l
 uncinate, head, tail; kidney: kidney(s), renal (not renal artery/vein), nephr-, RCC,
 Bosniak, angiomyolipoma, oncocytoma, upper/lower/mid pole, interpolar; "other":
 spleen, adrenal, gallbladder, biliary, bowel, stomach, lung, bone, lymph node,
-ovary, bladder, peritoneum, ...).  Segment/lobe/head/tail/pole are *location* words,
-weaker than explicit organ words.  In order:
+ovary, bladder, peritoneum, thyroid, testis, epididymis, groin, ...).
+Segment/lobe/head/tail/pole are *location* words, weaker than explicit organ words; a
+location word followed by "of (the) <another organ>" ("the left lobe of the lung", "the
+head of the epididymis", "the upper pole of the testis") belongs to that organ.  In order:
 
 1. a tumour type that names its organ (HCC -> liver, PDAC -> pancreas, RCC -> kidney);
+   AML/ANL name the kidney only when no explicit organ word does (after step 3);
 2. the nearest following explicit organ word introduced by a locative preposition
    ("mass *in the* pancreatic tail", "lesion *of the* liver");
 3. the nearest preceding explicit organ word ("pancreatic head mass", "the liver
@@ -85,7 +106,9 @@ weaker than explicit organ words.  In order:
 4. the section's organ (target or other);
 5. location words (following with a preposition, else preceding: "segment 7 lesion");
 6. the context: the organs named last in the same paragraph (previous clauses or
-   sentences), so "The pancreas is atrophic. A 2 cm cyst is seen." is pancreatic;
+   sentences), so "The pancreas is atrophic. A 2 cm cyst is seen." is pancreatic, unless
+   the mention names a site of its own that is no place in an organ ("The liver is
+   normal. Fatty density lesions in the right inguinal canal." is not hepatic);
 7. any following explicit organ word.
 
 An organ word in a coordinated list ("liver, pancreas or kidneys", "liver or
@@ -137,7 +160,7 @@ _ORGAN_PATTERNS = [
     (r"\b(?:right|left)\s+(?:hepatic\s+)?lobe\b", "liver", "loc"),
     # pancreas
     (r"\bpancreas\b", "pancreas", "noun"),
-    (r"\bpancreat(?:ic|itis|o[a-z]*)\b", "pancreas", "adj"),
+    (r"\bpancreat(?:ic|itis|ico[a-z]*|o[a-z]*)\b", "pancreas", "adj"),
     (r"\b(?:PDACs?|PNETs?|IPMNs?|insulinomas?|gastrinomas?)\b", "pancreas", "adj"),
     (r"\buncinate(?:\s+process)?\b", "pancreas", "loc"),
     (r"(?<!femoral )(?<!humeral )\bhead\b", "pancreas", "loc"),
@@ -148,20 +171,27 @@ _ORGAN_PATTERNS = [
     (r"\bnephr[a-z]*\b", "kidney", "adj"),
     (r"\b(?:[a-z]*RCCs?|bosniak|angiomyolipomas?|oncocytomas?)\b", "kidney", "adj"),
     (r"\b(?:upper|lower|mid|inter)[- ]?pol(?:e|ar)\b", "kidney", "loc"),
+    (r"\b(?:para|peri)-?pelvic\b", "kidney", "adj"),
     # other organs: a mention attributed to them is ignored
     (r"\b(?:hepatic|splenic)\s+flexure\b", "other", "adj"),
     (r"\bsplen(?:ic|omegaly|ule|ules)?\b(?!\s+(?:arter|veins?\b|flexure))|\bspleen\b", "other", "noun"),
     (r"\badrenals?(?:\s+glands?)?\b", "other", "noun"),
-    (r"\bgall\s?bladder\b|\bcholecyst[a-z]*\b|\bbiliary\b|\bbile\s+ducts?\b|\bCBD\b|\bcommon\s+duct\b", "other", "noun"),
+    (r"\bgall\s?bladder\b|\bcholecyst[a-z]*\b|\bbiliary\b|\bbile\s+ducts?\b|\bCBD\b|\bcommon\s+duct\b", "other",
+     "noun"),
     (r"\bstomach\b|\bgastric\b|\bbowel\b|\bcolon(?:ic)?\b|\bduoden[a-z]*\b|\bjejun[a-z]*\b|\bile(?:um|al)\b"
      r"|\bc(?:a)?ecum\b|\brect(?:um|al)\b|\bsigmoid\b|\bappend[a-z]*\b|\b(?:o)?esophag[a-z]*\b", "other", "noun"),
     (r"\blungs?\b|\bpulmonary\b|\bpleura[a-z]*\b|\bbones?\b|\bosseous\b|\bskelet[a-z]*\b|\bvertebra[a-z]*\b"
      r"|\bspine\b|\bspinal\b|\bribs?\b|\bsacrum\b", "other", "noun"),
     (r"\blymph\s+nodes?\b|\bnodes?\b|\bnodal\b|\b(?:lymph)?adenopathy\b", "other", "noun"),
-    (r"\bovar[a-z]*\b|\badnex[a-z]*\b|\buter(?:us|ine)\b|\b(?:urinary\s+)?bladder\b|\bprostat[a-z]*\b", "other", "noun"),
+    (r"\bovar[a-z]*\b|\badnex[a-z]*\b|\buter(?:us|ine)\b|\b(?:urinary\s+)?bladder\b|\bprostat[a-z]*\b", "other",
+     "noun"),
     (r"\bperitone[a-z]*\b|\bomentum\b|\bomental\b|\bmesenter[a-z]*\b|\bretroperitone[a-z]*\b|\babdominal\s+wall\b"
      r"|\bskin\b|\bsubcutaneous\b|\bbreasts?\b|\bthyroid\b|\bheart\b|\bcardiac\b|\bpericardi[a-z]*\b"
      r"|\bmuscles?\b|\bpsoas\b|\bureters?\b|\bureter(?:al|ic)\b", "other", "noun"),
+    (r"\binguinal\b|\bgroin\b|\bflank\b|\bscrot(?:um|al)\b|\btest(?:is|es|icles?|icular)\b|\bepididym[a-z]*\b"
+     r"|\bthyroid\b|\bbrain\b|\bnucleus\b|\bbuttocks?\b|\bgluteal\b|\bthighs?\b|\baxill(?:a|ary)\b"
+     r"|\bchest\s+wall\b|\bparaspinal\b|\bfemoral\b|\bfemur\b|\bhumer(?:us|al)\b|\bpelvic\s+(?:wall|side)", "other",
+     "noun"),
 ]
 _ORGAN_RES = [(re.compile(p, _I), organ, kind) for p, organ, kind in _ORGAN_PATTERNS]
 
@@ -175,16 +205,21 @@ _STRUCTURE_RE = re.compile(
 _GENERIC_LESION = (
     r"\blesions?\b|\bnodules?\b|\bhyper-?densit(?:y|ies)\b|\bhypo-?densit(?:y|ies)\b"
     r"|\b(?:hypo|hyper|low|high)[- ]?(?:dense|density|attenuating|attenuation|enhancing)\s+"
-    r"(?:focus|foci|areas?|regions?|lesions?|nodules?)\b"
+    r"(?:focus|foci|areas?|regions?|lesions?|nodules?|shadows?)\b"
     r"|\benhancing\s+(?:focus|foci)\b"
 )
 _SPECIFIC_LESION = (
     r"\bmass(?:es)?\b(?!\s+effect)|\btum(?:o|ou)rs?\b|\bcysts?\b|\bneoplas(?:m|ms|ia)\b|\bneoplastic\b"
     r"|\bmetastas[ie]s\b|\bmetastatic\s+(?:disease|deposits?|foci|focus|lesions?)\b|\bmets\b"
     r"|\bmalignan(?:cy|cies)\b|\bcancers?\b|\b[a-z]*carcinomas?\b|\b[a-z]*adenomas?\b|\b[a-z]*sarcomas?\b"
-    r"|\blymphomas?\b|\b(?:ha)?emangiomas?\b|\bfocal\s+nodular\s+hyperplasia\b|\bFNH\b|\bangiomyolipomas?\b"
+    r"|\blymphomas?\b|\bh(?:a)?emangiomas?\b|\bfocal\s+nodular\s+hyperplasia\b|\bFNH\b|\bangiomyolipomas?\b"
     r"|\boncocytomas?\b|\bIPMNs?\b|\bPNETs?\b|\bPDACs?\b|\bHCCs?\b|\b[a-z]*RCCs?\b|\bhepatomas?\b"
-    r"|\binsulinomas?\b|\bgastrinomas?\b|\bbosniak\b"
+    r"|\binsulinomas?\b|\bgastrinomas?\b|\bbosniak\b|\b(?-i:AMLs?|ANLs?)\b"
+    r"|\bcystic\s+(?:kidney\s+|renal\s+)?disease\b"
+    # "cystic" as the head word ("left kidney cystic, 2 cm"), not an adjective of a noun that follows
+    r"|\bcystics?\b(?!\s*-?\s*(?:lesions?|mass(?:es)?|tumou?rs?|neoplasms?|nodules?|foc(?:us|i)|areas?|components?"
+    r"|changes?|ducts?|arter(?:y|ies)|fibrosis|appearance|structures?|spaces?|degeneration|kidney|renal|disease"
+    r"|pancreatic|hepatic|liver|and|or|/))"
 )
 _LESION_RE = re.compile(rf"(?P<generic>{_GENERIC_LESION})|(?P<specific>{_SPECIFIC_LESION})", _I)
 _NOT_LESION_BEFORE = re.compile(r"\b(?:regenerative|siderotic|dysplastic)\s+$", _I)
@@ -195,17 +230,29 @@ _IMPLIED_ORGAN = [
     (re.compile(r"\b(?:[a-z]*RCCs?|angiomyolipomas?|oncocytomas?|bosniak)\b", _I), "kidney"),
 ]
 
+# Words that name their organ only when nothing else in the clause does ("hepatic AML" is hepatic).
+_WEAK_IMPLIED = [(re.compile(r"\b(?-i:AMLs?|ANLs?)\b"), "kidney")]
+
 _EXPLAINS_GENERIC = re.compile(
     r"\bfocal\s+(?:fat|fatty|sparing)\b|\bfatty\s+(?:infiltration|sparing|deposition|change)\b|\bperfusion\b"
     r"|\bTHADs?\b|\btransient\s+hepatic\b|\bshunts?\b|\bartifacts?\b|\bartefacts?\b|\bpartial\s+volume\b"
     r"|\babscess(?:es)?\b|\bha?ematomas?\b|\binfarcts?\b|\binfarction\b|\bscars?\b|\bscarring\b|\bgranulomas?\b"
-    r"|\bbilomas?\b|\bseromas?\b|\blymphoceles?\b|\bfluid\s+collections?\b|\bcalcifications?\b|\bcalcified\b",
+    r"|\bbilomas?\b|\bseromas?\b|\blymphoceles?\b|\bfluid\s+collections?\b|\bcalcifications?\b|\bcalcified\b"
+    r"|\bcalcul(?:us|i)\b|\bstones?\b|\b(?:nephro|uro|cholecysto|chole)?lithiasis\b|\bnephrocalcinosis\b"
+    r"|\bbone\s+islands?\b",
     _I)
 _EXPLAINS_ALL = re.compile(r"\bpolycystic\b|\bPKD\b|\bADPKD\b", _I)
 
 _HISTORICAL = re.compile(
     r"\bhistory\s+of\b|\bh/o\b|\bstatus\s+post\b|\bs/p\b|\bresected\b|\bresection\b|\bpost-?\s?(?:operative|surgical)\b",
     _I)
+# A historical cue covers the mentions after it up to one of these: what follows is current ("status post
+# hepatectomy with a new 2 cm lesion").
+_HISTORY_STOP = re.compile(r"\bwith\s+(?:a|an)\b|\bnew\b|\bnow\b|\brecurren\w*|\bresidual\b|\bremaining\b"
+                           r"|\bthere\s+(?:is|are)\b|\bcurrently\b|\bdeveloped\b", _I)
+# A historical cue after the mention: "the lesion was resected".
+_HISTORY_AFTER = re.compile(r"^[^,;]{0,40}?\b(?:(?:was|were|has\s+been|have\s+been)\s+(?:resected|removed|excised)"
+                            r"|(?:resected|removed|excised)\s+in\s+\d{4})\b", _I)
 
 _UNCERTAIN = re.compile(
     r"\bindeterminate\b|\btoo\s+small\s+to\s+(?:\w+\s+)?characteri[sz]e\b|\bTSTC\b"
@@ -214,11 +261,15 @@ _UNCERTAIN = re.compile(
     r"|\b(?:can(?:not|'t|\s+not)|could\s+not|difficult\s+to)\s+(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+"
     r"|definitively\s+|reliably\s+)?(?:exclude[ds]?|rule[ds]?\s+out)\b"
     r"|\bnot\s+(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+|definitively\s+)?(?:excluded|ruled\s+out)\b"
+    r"|\b(?:not|without)\s+excluding\b"
     r"|\b(?:may|might|could)\s+(?:also\s+)?(?:represent|be|reflect)\b",
     _I)
 
-_PSEUDO_NEG = (r"(?!\s+(?:significant\s+|interval\s+|appreciable\s+|definite\s+)?"
-               r"(?:change|changes|increase|decrease|growth|enlargement|progression)\b)")
+# "no change", "without enhancement", "no septations", "not excluding": the lesion is not negated, a property is.
+_PSEUDO_NEG = (r"(?!\s+(?:significant\s+|interval\s+|appreciable\s+|definite\s+|internal\s+|suspicious\s+"
+               r"|evidence\s+of\s+(?:interval\s+)?|(?:any\s+)?)"
+               r"(?:change|changes|increase|decrease|growth|enlargement|progression|enhancement|septations?"
+               r"|septal|calcifications?|wall\s+thickening|thickened\s+wall|solid\s+components?|excluding)\b)")
 _PRE_NEG = re.compile(
     rf"\bno\b(?!\s+longer\b){_PSEUDO_NEG}|\bnot\b{_PSEUDO_NEG}|\bwithout\b{_PSEUDO_NEG}|\bnegative\s+for\b"
     r"|\bfree\s+of\b|\babsence\s+of\b|\bneither\b|\bnor\b|\bnone\s+of\b",
@@ -227,7 +278,8 @@ _POST_NEG = re.compile(
     r"\b(?:not|no\s+longer)\s+(?:been\s+)?(?:seen|identified|visuali[sz]ed|visible|present|demonstrated|detected"
     r"|appreciated|evident|apparent|noted)\b|\bresolved\b|\bruled\s+out\b|\bexcluded\b|\babsent\b|\bnone\b",
     _I)
-_NEG_STOP = re.compile(r"\bwith\s+(?:a|an)\b|\bwith\s+(?=\d)|\bthere\s+(?:is|are)\b", _I)
+_NEG_STOP = re.compile(r"\bwith\s+(?:a|an)\b|\bwith\s+(?=\d)|\bthere\s+(?:is|are)\b"
+                       r"|(?:,|\band\b)[^,;]*?\b(?:has|have|contains?|shows?|demonstrates?|reveals?|harbou?rs?)\b", _I)
 
 # --------------------------------------------------------------------------- sizes
 
@@ -268,8 +320,8 @@ _SECTION_SKIP = {"history", "indication", "indications", "reason", "technique", 
 _SECTION_FILLER = {"and", "the", "of", "right", "left", "for", "glands", "gland", "&", "or", "to", "with", "ureter",
                    "collecting", "system", "systems", "structures", "genitourinary", "partially", "visualized",
                    "imaged", "included", "exam", "examination", "a"}
-_HEADER_RE = re.compile(r"(?:^|(?<=[.:;\n]))[ \t]*(?:[-*\u2022]\s*|\d+[.)]\s+)?(?P<label>[A-Za-z][A-Za-z /,&()-]{0,48}?)\s*:",
-                        re.M)
+_HEADER_RE = re.compile(
+    r"(?:^|(?<=[.:;\n]))[ \t]*(?:[-*\u2022]\s*|\d+[.)]\s+)?(?P<label>[A-Za-z][A-Za-z /,&()-]{0,48}?)\s*:", re.M)
 
 
 @dataclass
@@ -376,14 +428,25 @@ def _clauses(sentence: str):
 # --------------------------------------------------------------------------- per clause
 
 
+_OF_WHAT = re.compile(
+    r"^\s+of\s+(?:the\s+|a\s+|an\s+)?(?:(?:left|right|upper|lower|middle|mid)\s+)*([a-z]+)(\s+[a-z]+)?", _I)
+
+
 def _organ_words(clause: str):
     words = []
     for rx, organ, kind in _ORGAN_RES:
         for m in rx.finditer(clause):
+            if kind == "loc":
+                # "the left lobe of the lung", "the head of the epididymis": a location of another organ
+                # (only a named organ: "segment 8 of uncertain significance" stays hepatic)
+                of = _OF_WHAT.match(clause[m.end():])
+                if of and any(o == "other" and r.search(of.group(0)) for r, o, _ in _ORGAN_RES):
+                    organ, kind = "other", "noun"
             words.append(_Word(m.start(), m.end(), organ, kind))
+            organ, kind = next((o, k) for r, o, k in _ORGAN_RES if r is rx)
     # Overlaps: keep the longest (e.g. "hepatic flexure" over "hepatic"), then the earliest.
     words.sort(key=lambda w: (-(w.end - w.start), w.start))
-    kept = []
+    kept: list = []
     for w in words:
         if all(w.end <= k.start or w.start >= k.end for k in kept):
             kept.append(w)
@@ -396,7 +459,8 @@ def _lesions(clause: str):
         if _NOT_LESION_BEFORE.search(clause[:m.start()]):
             continue
         implied = next((organ for rx, organ in _IMPLIED_ORGAN if rx.fullmatch(m.group(0))), None)
-        out.append((m.start(), m.end(), m.group(0), m.group("generic") is not None, implied))
+        weak = next((organ for rx, organ in _WEAK_IMPLIED if rx.fullmatch(m.group(0))), None)
+        out.append((m.start(), m.end(), m.group(0), m.group("generic") is not None, implied, weak))
     return out
 
 
@@ -423,6 +487,15 @@ def _sizes(clause: str):
         if values:
             out.append((m.start(), m.end(), round(max(values), 1)))
     return out
+
+
+def _historical(clause: str, start: int, end: int) -> bool:
+    """Is the mention at ``clause[start:end]`` a past tumour ("history of RCC", "the resected metastasis",
+    "the lesion was resected"), and not a current one named after the cue ("s/p hepatectomy with a new lesion")?"""
+    for m in _HISTORICAL.finditer(clause):
+        if m.end() <= start and not _HISTORY_STOP.search(clause[m.end():start]):
+            return True
+    return bool(_HISTORY_AFTER.match(clause[end:]))
 
 
 def _in_spans(pos: int, spans) -> bool:
@@ -460,7 +533,30 @@ def _group(clause, words, index):
     return {w.organ for w in words[lo:hi + 1]}
 
 
-def _attribute(clause, start, end, implied, words, section_organs, context):
+# Words after "lesion in the ..." that keep the sentence on the organ being described (no other site).
+_SAME_ORGAN_PLACES = {
+    "segment", "segments", "lobe", "lobes", "dome", "hilum", "hilar", "sinus", "cortex", "medulla", "parenchyma",
+    "pole", "poles", "head", "neck", "body", "tail", "uncinate", "process", "region", "portion", "aspect", "margin",
+    "periphery", "capsule", "surface", "side", "part", "area", "interpolar", "midpole", "subcapsular", "collecting",
+    "pelvis", "bed", "duct", "ducts", "same", "other", "phase", "image", "images", "series", "slice", "study",
+    "setting", "interval", "arterial", "portal", "venous", "delayed", "size", "range", "centre", "center",
+    "junction", "vicinity", "location", "site", "organ", "gland", "caudate", "quadrate", "bare", "porta",
+    "gallbladder", "fossa", "ligament", "falciform", "cyst", "lesion", "mass",
+}
+_PLACE_AFTER = re.compile(
+    r"^[\s,]*(?:is\s+|are\s+)?(?:(?:seen|noted|present|identified|located)\s+)?(?:in|within|at|involving|inside|on)\s+"
+    r"(?:the\s+|a\s+|an\s+)?(?:(?:right|left|upper|lower|mid|posterior|anterior|medial|lateral|inferior|superior"
+    r"|distal|proximal|central|deep|superficial|small|large)\s+)*([a-z]+)", _I)
+
+
+def _unlisted_site(clause: str, end: int) -> bool:
+    """Does the mention at ``clause[:end]`` name a site of its own that no organ word covers
+    ("lesions in the right inguinal canal")?  Then context from earlier sentences does not apply."""
+    m = _PLACE_AFTER.match(clause[end:])
+    return m is not None and m.group(1).lower() not in _SAME_ORGAN_PLACES
+
+
+def _attribute(clause, start, end, implied, words, section_organs, context, weak=None):
     if implied:
         return {implied}
     explicit = [i for i, w in enumerate(words) if w.kind != "loc"]
@@ -484,6 +580,8 @@ def _attribute(clause, start, end, implied, words, section_organs, context):
         i = preceding(explicit)
     if i is not None:
         return _group(clause, words, i)
+    if weak:
+        return {weak}
     if section_organs:
         return set(section_organs)
     i = following_locative(loc)
@@ -491,7 +589,7 @@ def _attribute(clause, start, end, implied, words, section_organs, context):
         i = preceding(loc)
     if i is not None:
         return {words[i].organ}
-    if context:
+    if context and not _unlisted_site(clause, end):
         return set(context)
     after = [i for i in explicit if words[i].start >= end]
     if after:
@@ -509,21 +607,24 @@ def extract_mentions(text: str) -> list:
             context = set(section_organs)
             carry = []  # mentions that a following size-only clause belongs to
             for sentence in _sentences(paragraph):
-                for clause in _clauses(sentence):
+                clauses = _clauses(sentence)
+                for ci, clause in enumerate(clauses):
                     words = _organ_words(clause)
                     lesions = _lesions(clause)
                     sizes = _sizes(clause)
                     masked = [(m.start(), m.end()) for m in _UNCERTAIN.finditer(clause)]
                     uncertain = bool(masked)
-                    historical = bool(_HISTORICAL.search(clause))
                     explains_all = bool(_EXPLAINS_ALL.search(clause))
-                    explains_generic = bool(_EXPLAINS_GENERIC.search(clause))
+                    # An explanation may follow as an apposition: "hypodensity in the liver, a perfusion anomaly".
+                    follower = clauses[ci + 1] if ci + 1 < len(clauses) else ""
+                    explains_generic = bool(_EXPLAINS_GENERIC.search(clause)) or (
+                        bool(_EXPLAINS_GENERIC.search(follower)) and not _lesions(follower))
                     here = []
-                    for start, end, word, generic, implied in lesions:
-                        organs = _attribute(clause, start, end, implied, words, section_organs, context)
+                    for start, end, word, generic, implied, weak in lesions:
+                        organs = _attribute(clause, start, end, implied, words, section_organs, context, weak)
                         if explains_all or (generic and explains_generic):
                             status = "not_tumour"
-                        elif historical:
+                        elif _historical(clause, start, end):
                             status = "historical"
                         elif _negated(clause, start, end, masked):
                             status = "negated"

@@ -74,6 +74,10 @@ _ORGAN_KEYS = {"liver": "liver", "hepatic": "liver", "pancreas": "pancreas", "pa
                "kidney": "kidney", "kidneys": "kidney", "renal": "kidney"}
 
 
+# The answer is one small JSON object (about 60 tokens); a runaway answer stops here.
+LABEL_MAX_TOKENS = 256
+
+
 @dataclass
 class LLMLabelResult:
     """One report's outcome: ``labels`` or ``None`` with ``reason``; ``raw`` = the last answer."""
@@ -189,9 +193,10 @@ def llm_extract_labels(config, reports: list, max_concurrency: int | None = None
     if not reports:
         return []
     conversations = [build_messages(r) for r in reports]
-    results = [None] * len(reports)
+    results: list = [None] * len(reports)
     retry = []
-    for i, answer in enumerate(chat_many(config, conversations, max_concurrency=max_concurrency)):
+    for i, answer in enumerate(chat_many(config, conversations, max_concurrency=max_concurrency,
+                                          max_tokens=LABEL_MAX_TOKENS)):
         if isinstance(answer, Exception):
             results[i] = LLMLabelResult(None, f"LLM error: {answer}", None, 1)
             continue
@@ -205,7 +210,8 @@ def llm_extract_labels(config, reports: list, max_concurrency: int | None = None
         followups = [conversations[i] + [{"role": "assistant", "content": results[i].raw},
                                          {"role": "user", "content": RETRY_PROMPT.format(reason=results[i].reason)}]
                      for i in retry]
-        for i, answer in zip(retry, chat_many(config, followups, max_concurrency=max_concurrency)):
+        for i, answer in zip(retry, chat_many(config, followups, max_concurrency=max_concurrency,
+                                                        max_tokens=LABEL_MAX_TOKENS)):
             first = results[i].reason
             if isinstance(answer, Exception):
                 results[i] = LLMLabelResult(None, f"invalid answer ({first}); retry failed: LLM error: {answer}",

@@ -173,7 +173,7 @@ def compute_metrics(pred: dict, truth: dict, uncertain: str = "exclude", thresho
             diffs = [abs(x[3] - x[1]) for x in pos if x[2] == 1 and x[1] is not None and x[3] is not None]
             rows.append(MetricRow(
                 organ, name, len(pos) + len(negatives), len(pos), len(negatives), tp, fn, tn, fp,
-                *sens, *spec, *ppv,
+                sens[0], sens[1], sens[2], spec[0], spec[1], spec[2], ppv[0], ppv[1], ppv[2],
                 round(sum(diffs) / len(diffs), 2) if diffs else None, len(diffs),
                 excluded, missing, unknown,
             ))
@@ -248,6 +248,43 @@ def metrics_markdown(rows, uncertain: str = "exclude", threshold_mm: float = 20.
         if bits:
             notes.append(f"{organ.capitalize()}: " + "; ".join(bits) + ".")
     return "\n".join(lines + notes) + "\n"
+
+
+PAPER_ORGAN_ORDER = ("liver", "kidney", "pancreas")  # as in the RadGPT paper's detection results
+
+
+def _size_words(threshold_mm: float) -> tuple:
+    """("<= 2 cm", "> 2 cm") for 20 mm; millimetres when the threshold is not whole centimetres."""
+    t = f"{threshold_mm / 10:g} cm" if threshold_mm % 10 == 0 else f"{threshold_mm:g} mm"
+    return f"<= {t}", f"> {t}"
+
+
+def paper_table(rows, threshold_mm: float = 20.0) -> str:
+    """Per-organ sensitivity and specificity with 95 % CIs by tumour size, in the RadGPT paper's layout:
+    one row per organ, a column pair (sensitivity, specificity) per size stratum.
+
+    The specificity cells say in the table itself that they are the same in both strata (every case without
+    tumour belongs to every stratum).
+    """
+    small, large = strata_names(threshold_mm)[1:]
+    small_words, large_words = _size_words(threshold_mm)
+    note = "all tumour-free cases, the same in both sizes"
+    lines = [
+        f"| Organ | Tumour {small_words}: sensitivity (95% CI) | Tumour {small_words}: specificity (95% CI; {note}) "
+        f"| Tumour {large_words}: sensitivity (95% CI) | Tumour {large_words}: specificity (95% CI; {note}) |",
+        "|---|---|---|---|---|",
+    ]
+    by = {(r.organ, r.stratum): r for r in rows}
+    for organ in PAPER_ORGAN_ORDER:
+        if (organ, small) not in by:
+            continue
+        cells = []
+        for stratum in (small, large):
+            r = by[(organ, stratum)]
+            cells.append(_cell(r.sensitivity, r.sensitivity_low, r.sensitivity_high, r.tp, r.tp + r.fn))
+            cells.append(_cell(r.specificity, r.specificity_low, r.specificity_high, r.tn, r.tn + r.fp))
+        lines.append(f"| {organ.capitalize()} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- label tables

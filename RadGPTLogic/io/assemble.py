@@ -35,7 +35,25 @@ def file_stem(path) -> str:
 
 def case_on_volume_grid(case_id: str, ref: Volume) -> Case:
     """An empty case on the grid of ``ref`` (which keeps its orientation for slice numbers)."""
-    return Case.on_grid(case_id, ref.shape, ref.affine, ref.ornt, ref.source_shape)
+    case = Case.on_grid(case_id, ref.shape, ref.affine, ref.ornt, ref.source_shape)
+    note_header(case, ref)
+    return case
+
+
+def note_header(case: Case, vol: Volume) -> None:
+    """Copy the header warnings of a file read into ``case`` (to ``case.warnings``, once each)."""
+    for line in getattr(vol, "warnings", ()):
+        if line not in case.warnings:
+            case.warnings.append(line)
+
+
+def require_orientation(vol: Volume) -> None:
+    """Raise InputError for a NIfTI file without orientation (for ``radgpt import``, which would
+    otherwise write it out as scanner coordinates with the sides guessed)."""
+    if not getattr(vol, "orientation_known", True):
+        raise InputError(vol.path, "no orientation in the NIfTI header (qform_code and sform_code are 0), so left "
+                                   "and right cannot be told apart; set the qform/sform of the file (e.g. copy "
+                                   "the CT's) before importing it")
 
 
 def check_ct(ct: Volume) -> None:
@@ -52,14 +70,16 @@ def check_ct(ct: Volume) -> None:
 def attach_ct(case: Case, ct: Volume) -> None:
     """Make ``ct`` (checked, on the case's grid) the case's source of HU values."""
     check_ct(ct)
+    note_header(case, ct)
     case.ct_raw, case.ct_slope, case.ct_inter = ct.array, ct.slope, ct.inter
     case.sources["ct"] = [{"path": str(ct.path), "sha256": ct.sha256}]
 
 
 def case_with_ct(case_id: str, ct_path, *, dicom_series=None, dicom_resample=False) -> Case:
-    """A case whose reference grid and HU values come from the CT at ``ct_path``.
+    """A case whose reference grid and HU values come from the CT at ``ct_path`` (for import).
 
-    ``ct_path`` is a NIfTI file or a folder holding a DICOM series
+    ``ct_path`` is a NIfTI file (one without orientation is refused, see
+    :func:`require_orientation`) or a folder holding a DICOM series
     (:func:`case_with_dicom_ct`; ``dicom_series`` picks a
     SeriesInstanceUID, ``dicom_resample`` accepts uneven slices by interpolation).
     NaN/inf CT values are an :class:`InputError` naming the CT.
@@ -67,6 +87,7 @@ def case_with_ct(case_id: str, ct_path, *, dicom_series=None, dicom_resample=Fal
     if Path(ct_path).is_dir():
         return case_with_dicom_ct(case_id, ct_path, dicom_series, resample=dicom_resample)
     ct = read_nifti(ct_path)
+    require_orientation(ct)
     check_ct(ct)
     case = case_on_volume_grid(case_id, ct)
     attach_ct(case, ct)
@@ -125,6 +146,7 @@ def add_mask_volume(case: Case, canonical: str, vol: Volume, *, resample: bool =
     is set: then it is resampled (nearest neighbour) onto the case's grid.
     """
     check_binary_mask(vol.path, vol.array, vol.slope, vol.inter)
+    note_header(case, vol)
     dev = grid_deviation_mm(case.shape, case.affine, vol.shape, vol.affine)
     arr = vol.array
     if vol.slope != 1.0 or vol.inter != 0.0:

@@ -6,8 +6,9 @@ Two primitives:
 * :func:`publish`: a whole output folder, replaced in one go.  The new state of the
   folder (new files, plus every file that stays: the user's own files and the
   tool's earlier outputs that are still valid, hard-linked) is assembled in a
-  hidden sibling folder, which then takes the folder's place by renames.  Readers
-  see the old folder or the new one, never a mix.  A run killed at any step leaves
+  hidden sibling folder, which then takes the folder's place in one atomic
+  exchange (Linux; two renames elsewhere).  Readers see the old folder or the new
+  one, never a mix.  A run killed at any step leaves
   hidden leftovers that the next :func:`publish` (or :func:`recover`) into the same
   folder resolves: a completed new folder is rolled forward, a moved-aside old one
   rolled back, and half-written ones deleted.  A lock (a hidden ``.<name>.lock``
@@ -290,11 +291,49 @@ def staged_folder(out_dir, *, fresh: bool = False):
         raise os_error(shown, exc, "write the output folder") from None
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    global _EXCHANGE
+    if _EXCHANGE is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            _EXCHANGE = (ctypes, libc.renameat2)
+        except (OSError, AttributeError):
+            _EXCHANGE = False
+    if _EXCHANGE is False:
+        return False
+    ctypes, renameat2 = _EXCHANGE
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False  # the file system (or kernel) cannot exchange: fall back to two renames
+    raise OSError(err, os.strerror(err), str(b))
+
+
+_EXCHANGE = None
+
+
 def _swap_in(tmp: Path, out_dir: Path, tag: str) -> None:
-    """Put the complete staging folder ``tmp`` in the place of ``out_dir`` (see :func:`_recover_unlocked`)."""
+    """Put the complete staging folder ``tmp`` in the place of ``out_dir``.
+
+    Where the system can exchange two paths atomically (Linux), the new folder and
+    the old one trade places in one step and the old one is then deleted: at no
+    moment is ``out_dir`` missing or mixed.  Elsewhere the old folder is moved aside
+    and the new one renamed into place; a kill between the two renames leaves
+    ``out_dir`` missing with the complete new folder beside it, which
+    :func:`recover` (run by every writer of that folder, and by batch) rolls forward.
+    """
     new = out_dir.parent / f".{out_dir.name}.new-{tag}"
     os.rename(tmp, new)  # the new state is complete: recovery rolls it forward from here
     _step("new-complete")
+    if out_dir.exists() and _exchange(new, out_dir):
+        _step("exchanged")
+        shutil.rmtree(new, ignore_errors=True)  # now holds the old state
+        return
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old-{tag}"
         os.rename(out_dir, old)

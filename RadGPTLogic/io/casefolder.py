@@ -15,6 +15,9 @@ grid and orientation.  See docs/CONTRACT.md.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from ..case import Case, Crop
 from ..errors import InputError
 from .assemble import add_mask_volume, attach_ct, case_on_volume_grid
 from .atomic import publish
-from .nifti import nifti_gz_bytes, read_nifti
+from .nifti import nifti_gz_bytes, read_niftis
 
 CT_FILE_NAMES = ("ct.nii.gz", "ct.nii")
 SEGMENTATIONS = "segmentations"
@@ -54,6 +57,7 @@ class CaseFolderFiles:
     case_dir: Path
     ct: Path | None
     masks: tuple
+    other: tuple = ()  # files in segmentations/ that are not masks (named in a warning)
 
     def inputs(self) -> dict:
         """Files that findings depend on: relative name -> path (the CT and every known structure)."""
@@ -71,11 +75,33 @@ def mask_stem(name: str) -> str:
     return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")] if name.endswith(".nii") else name
 
 
+def _kind_problem(path: Path) -> str | None:
+    """Why ``path`` (named like an image) cannot be read as a file, or None when it is a regular file."""
+    try:
+        st = os.stat(path)  # follows links
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)" if os.path.islink(path) else "file not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"cannot read ({exc.strerror or exc})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not an image file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a pipe, socket or device)"
+    return None
+
+
 def case_folder_files(case_dir) -> CaseFolderFiles:
     """Which files the case folder ``case_dir`` holds, and what each one is.
 
-    Raises :class:`InputError` for a missing folder, a missing ``segmentations/`` or
-    one without mask files.
+    Every entry is used or named: a name that looks like a mask or the CT but is not
+    a readable regular file (a broken link, a link loop, a folder, a pipe) is an
+    :class:`InputError`; so are two files for one structure (``gall_bladder`` and
+    ``gallbladder``, or ``spleen.nii.gz`` and ``spleen.nii``) and two CT files.
+    Other files in ``segmentations/`` come back in ``other`` (the loader warns).
+    Also an error: a missing folder, a missing ``segmentations/``, one without mask
+    files.
     """
     case_dir = Path(case_dir)
     if not case_dir.exists():
@@ -85,15 +111,41 @@ def case_folder_files(case_dir) -> CaseFolderFiles:
     seg_dir = case_dir / SEGMENTATIONS
     if not seg_dir.is_dir():
         raise InputError(seg_dir, "missing folder: a case needs segmentations/<structure>.nii.gz")
-    masks = []
-    for path in sorted(p for p in seg_dir.iterdir() if p.name.endswith(MASK_SUFFIXES) and p.is_file()):
-        stem = mask_stem(path.name)
+    try:
+        names = sorted(os.listdir(seg_dir))
+    except OSError as exc:
+        raise InputError(seg_dir, f"cannot list the folder ({exc.strerror or exc})") from None
+    masks, other, owner = [], [], {}
+    for name in names:
+        path = seg_dir / name
+        if not name.endswith(MASK_SUFFIXES):
+            other.append(path)
+            continue
+        problem = _kind_problem(path)
+        if problem:
+            raise InputError(path, problem)
+        stem = mask_stem(name)
         structure = vocab.canonical_name(stem)
+        if structure is not None:
+            if structure in owner:
+                raise InputError(path, f"maps to the structure '{structure}' like {owner[structure].name}; "
+                                       "keep one file per structure")
+            owner[structure] = path
         masks.append(MaskFile(path, stem, structure, structure is None and vocab.is_known_unused(stem)))
     if not masks:
         raise InputError(seg_dir, "no mask files (*.nii.gz) in the folder")
-    ct = next((case_dir / n for n in CT_FILE_NAMES if (case_dir / n).is_file()), None)
-    return CaseFolderFiles(case_dir, ct, tuple(masks))
+    ct = None
+    for name in CT_FILE_NAMES:
+        path = case_dir / name
+        if not os.path.lexists(path):
+            continue
+        problem = _kind_problem(path)
+        if problem:
+            raise InputError(path, f"the CT cannot be read: {problem}")
+        if ct is not None:
+            raise InputError(path, f"two CT files ({ct.name} and {name}); keep one")
+        ct = path
+    return CaseFolderFiles(case_dir, ct, tuple(masks), tuple(other))
 
 
 def load_case(case_dir, *, resample: bool = False) -> Case:
@@ -104,26 +156,36 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
     which case they are resampled (nearest neighbour) onto it.
     """
     files = case_folder_files(case_dir)
-    case = None
-    if files.ct is not None:
-        ct = read_nifti(files.ct)
-        case = case_on_volume_grid(files.case_dir.name, ct)
-        attach_ct(case, ct)
-    warnings, ignored = [], []
-    for mask in files.masks:
-        if mask.structure is None:
-            if mask.unused:
-                ignored.append(mask.stem)
-            else:
-                warnings.append(f"{mask.path}: unknown structure name '{mask.stem}' (ignored)")
-            continue
-        vol = read_nifti(mask.path)
-        if case is None:
-            case = case_on_volume_grid(files.case_dir.name, vol)
-        add_mask_volume(case, mask.structure, vol, resample=resample)
-    if case is None:  # only unknown or unused names
+    if not any(m.structure for m in files.masks):  # only unknown or unused names
+        found = ", ".join(m.path.name for m in files.masks[:6]) + (" ..." if len(files.masks) > 6 else "")
         raise InputError(files.case_dir / SEGMENTATIONS,
-                         "no mask with a known structure name (see docs/CONTRACT.md, case folders)")
+                         f"no mask has a known structure name (found: {found}); name masks as in "
+                         "docs/CONTRACT.md (liver.nii.gz, liver_lesion.nii.gz, ...)")
+    known = [m for m in files.masks if m.structure is not None]
+    # The CT and the masks are read side by side (inflating releases the GIL), in this order.
+    volumes = read_niftis(([files.ct] if files.ct is not None else []) + [m.path for m in known])
+    try:
+        case = None
+        if files.ct is not None:
+            ct = next(volumes)
+            case = case_on_volume_grid(files.case_dir.name, ct)
+            attach_ct(case, ct)
+        warnings, ignored = [], []
+        warnings += [f"{p}: not a mask file (*.nii.gz); ignored" for p in files.other]
+        for mask in files.masks:
+            if mask.structure is None:
+                if mask.unused:
+                    ignored.append(mask.stem)
+                else:
+                    warnings.append(f"{mask.path}: unknown structure name '{mask.stem}' (ignored)")
+                continue
+            vol = next(volumes)
+            if case is None:
+                case = case_on_volume_grid(files.case_dir.name, vol)
+            add_mask_volume(case, mask.structure, vol, resample=resample)
+            del vol  # only its crop stays: free the decompressed file before the next one is read
+    finally:
+        volumes.close()  # stop reading ahead when a file is refused
     case.warnings[:0] = warnings
     case.ignored.extend(ignored)
     return case

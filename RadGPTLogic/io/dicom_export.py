@@ -15,16 +15,31 @@ Binary segmentation, one segment per non-empty structure (organs, vessels ...; b
 default every non-empty crop of the case that is not a lesion mask) and one segment
 per *reported lesion* (``findings["lesions"]``: the lesion's connected component of
 its mask, label = lesion id, e.g. ``liver_lesion_1``; tracking id = lesion id).
-Segment labels are the canonical names.  Property category / type:
+Segment labels are the canonical names.  Every segment is coded from the one
+terminology table, :mod:`RadGPTLogic.terminology` (shared with the 3D Slicer
+terminology files):
 
-* structures: category Anatomical Structure (91723000, SCT); type the organ's SNOMED
-  code from pydicom's code dictionary (Liver 10200004, Spleen 78961009, Pancreas
-  15776009, Kidney 64033007, ...; left/right structures get the organ code, the side
-  is in the label); names without a known code get type Anatomical Structure
-  (91723000, SCT) -- the generic fallback.
-* lesions: category Morphologically Altered Structure (49755003, SCT); type Lesion
-  (52988006), Neoplasm (108369006, for ``*_tumor``/``pdac``/``pnet``) or Cyst
-  (367643001); anatomic region = the organ's code.
+* structures: category Anatomical Structure (91723000, SCT); type the structure's
+  own code (Liver 10200004, Celiac trunk 57850000, Portal vein and splenic vein
+  110765007, Head of pancreas 64163001, ...; no structure gets the generic
+  Anatomical Structure type); left/right organs (kidneys, adrenal glands) carry the
+  SNOMED laterality modifier (Left 7771000, Right 24028007) in
+  SegmentedPropertyTypeModifierCodeSequence.  Codes of the local scheme ``99RADGPT``
+  (three combined or computed structures without a SNOMED concept) are declared in
+  CodingSchemeIdentificationSequence.
+* lesions: category Morphologically Abnormal Structure (49755003, SCT); type Lesion
+  (52988006), Neoplasm (108369006), Cyst (367643001), Adenocarcinoma (35917007,
+  ``pancreatic_pdac``) or Neuroendocrine tumor (255046005, ``pancreatic_pnet``);
+  anatomic region = the organ's code, with the lesion's side (findings ``side``) as
+  AnatomicRegionModifierSequence.
+* RecommendedDisplayCIELabValue: the table's display colour, sRGB converted to
+  CIELab (D65).
+* SegmentAlgorithmType from the masks' provenance (:mod:`RadGPTLogic.io.origin`):
+  AUTOMATIC for model output (``segmentation.json``, or a TotalSegmentator import),
+  SEMIAUTOMATIC once edited (the mask file changed since the model wrote it) or for
+  AI-assisted annotations (AbdomenAtlas), MANUAL for expert labels (AMOS) and for
+  masks nothing records an algorithm for; the algorithm identification names the
+  model.  A lesion segment takes the type of its lesion mask.
 
 Masks go from the canonical RAS frame back to the series' own voxel order with
 :func:`~RadGPTLogic.io.nifti.from_canonical` (the exact inverse of the reader's
@@ -40,8 +55,9 @@ Comprehensive 3D SR holding a TID 1500 Measurement Report (highdicom
 One TID 1411 volumetric group per lesion, referencing its SEG segment, with
 Tracking Identifier (112039, DCM) = lesion id, Tracking UID (112040, DCM) (derived
 deterministically from the study UID and the id), Finding (121071, DCM) = the
-lesion type code above, Finding Site (363698007, SCT) = organ code, and the
-measurements (absent values are left out):
+lesion type code above, Finding Site (363698007, SCT) = organ code with the
+lesion's side as Laterality (272741003, SCT), and the measurements (absent values
+are left out):
 
 * Long Axis (103339001, SCT), mm (UCUM ``mm``) = ``longest_diameter_mm``
 * Short Axis (103340004, SCT), mm = ``perpendicular_diameter_mm``
@@ -50,8 +66,11 @@ measurements (absent values are left out):
   HU (UCUM ``[hnsf'U]``) = ``mean_hu``
 
 One group per organ in ``findings["organs"]`` that has a segment: tracking id = the
-organ name, finding = finding site = the organ's code, Volume (only when the
-organ is complete, i.e. ``volume_ml`` is not null) and mean attenuation.
+organ name, finding = finding site = the organ's code (with laterality for the
+kidneys and adrenal glands), Volume (only when the organ is complete, i.e.
+``volume_ml`` is not null) and mean attenuation.
+
+SeriesDescription: "RadGPT segmentation" (SEG) and "RadGPT measurement report" (SR).
 
 UIDs
 ----
@@ -60,19 +79,27 @@ Source files with blank SOPInstanceUID / SOPClassUID get them from their file me
 SeriesInstanceUID (anonymised data) is replaced, in memory only, by a UID derived
 deterministically from the series' SOP instance UIDs, and a warning says so: the
 SEG and SR then reference that study/series, which the CT files do not carry.
-The SEG's and SR's own UIDs are derived deterministically from the series and the
-content, so the same export gives the same UIDs.
+The SEG's and SR's own SOP Instance UIDs and Series Instance UIDs are derived
+from a digest of their content: the referenced CT instances, every segment's
+voxels (the content digest of its mask), codes, label, colour and algorithm, and
+for the SR the SEG's UID and every reported value and code.  The same content gives
+the same UIDs (a re-export is recognised as the same object); any change, e.g. a
+mask edited in Slicer and exported again, gives new ones, so a PACS never holds two
+different objects under one UID.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
+from .. import terminology as term
 from .. import vocabulary as vocab
 from ..errors import InputError
 from ..geometry import GRID_TOLERANCE_MM, from_canonical, grid_deviation_mm
@@ -81,39 +108,13 @@ from .atomic import write_files_atomically
 INSTALL_HINT = "DICOM SEG/SR export needs highdicom: pip install radgpt-slicer[dicom]"
 MANUFACTURER = "RadGPT for 3D Slicer"
 
-# Canonical structure name -> attribute of pydicom's ``codes.SCT`` (checked at run time;
-# a name missing there falls back on Anatomical Structure).
-_SCT_NAMES = {
-    "liver": "Liver",
-    "spleen": "Spleen",
-    "pancreas": "Pancreas",
-    "kidney_left": "Kidney",
-    "kidney_right": "Kidney",
-    "kidney": "Kidney",
-    "gall_bladder": "Gallbladder",
-    "stomach": "Stomach",
-    "duodenum": "Duodenum",
-    "colon": "Colon",
-    "intestine": "SmallIntestine",
-    "esophagus": "Esophagus",
-    "adrenal_gland_left": "AdrenalGland",
-    "adrenal_gland_right": "AdrenalGland",
-    "aorta": "Aorta",
-    "postcava": "InferiorVenaCava",
-    "portal_vein": "PortalVein",
-    "splenic_vein": "SplenicVein",
-    "superior_mesenteric_artery": "SuperiorMesentericArtery",
-    "superior_mesenteric_vein": "SuperiorMesentericVein",
-    "celiac_trunk": "CeliacArtery",
-    "common_hepatic_artery": "CommonHepaticArtery",
-    "splenic_artery": "SplenicArtery",
-    "hepatic_veins": "HepaticVein",
-    "common_bile_duct": "CommonBileDuct",
-}
-_LESION_TYPE = {"lesion": "Lesion", "tumor": "Neoplasm", "pdac": "Neoplasm", "pnet": "Neoplasm", "cyst": "Cyst"}
+SEG_SERIES_DESCRIPTION = "RadGPT segmentation"
+SR_SERIES_DESCRIPTION = "RadGPT measurement report"
+ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
 
 
-def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None) -> list:
+def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None, algorithm_types=None,
+                 case_dir=None) -> list:
     """Write ``<case_id>_seg.dcm`` (DICOM SEG) and ``<case_id>_sr.dcm`` (TID 1500 SR) into ``out_dir``.
 
     Parameters
@@ -131,6 +132,13 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None) -
         Structure names to export as segments (default: every non-empty structure of
         the case).  A lesion mask name exports one segment per reported lesion of
         that mask.
+    algorithm_types : dict, optional
+        Structure name -> ``"AUTOMATIC"`` / ``"SEMIAUTOMATIC"`` / ``"MANUAL"`` (or a
+        :class:`~RadGPTLogic.io.origin.MaskOrigin`), overriding the provenance rule of
+        :mod:`RadGPTLogic.io.origin` for those structures (e.g. segments edited in Slicer).
+    case_dir : path, optional
+        The case folder whose ``segmentation.json`` / ``import.json`` record the
+        masks' origin (default: the folder the case was loaded from).
 
     Returns
     -------
@@ -141,7 +149,7 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None) -
     ------
     InputError
         highdicom missing, the case not on the series' grid, a resampled series,
-        nothing to export, or an unknown structure name.
+        nothing to export, an unknown structure name or algorithm type.
     """
     try:
         import highdicom as hd
@@ -151,6 +159,7 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None) -
     import pydicom
 
     from .dicom import read_dicom_series_info
+    from .origin import MANUAL, MaskOrigin, mask_origins
 
     dicom_folder = Path(dicom_folder)
     series_uid = None
@@ -167,72 +176,107 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None) -
         warnings.warn(f"{dicom_folder}: {note}", stacklevel=2)
 
     # ------------------------------------------------------------ segments
-    segments = _segments(case, findings, structures)  # [(label, kind, organ_or_name, Crop)]
+    segments = _segments(case, findings, structures)
     if not segments:
         raise InputError(dicom_folder, f"case '{case.case_id}': no non-empty structure to export")
+    origins = mask_origins(case, case_dir)
+    for name, given in (algorithm_types or {}).items():
+        if isinstance(given, MaskOrigin):
+            origins[name] = given
+        elif str(given).upper() in ALGORITHM_TYPES:
+            origins[name] = MaskOrigin(str(given).upper(), None if str(given).upper() == MANUAL else "unnamed algorithm",
+                                       None, "given by the caller")
+        else:
+            raise InputError(None, f"algorithm type for '{name}' must be one of {', '.join(ALGORITHM_TYPES)}, "
+                                   f"not {given!r}")
+    unrecorded = sorted({item.mask for item in segments
+                         if origins.get(item.mask, MaskOrigin(MANUAL)).why.startswith("no record")})
+    if unrecorded:
+        warnings.warn(f"{case.case_id}: nothing records how {len(unrecorded)} mask(s) were made "
+                      f"({', '.join(unrecorded[:5])}{', ...' if len(unrecorded) > 5 else ''}): "
+                      "their segments are exported as MANUAL", stacklevel=2)
+
     n_frames = len(sources)
     rows, cols = int(sources[0].Rows), int(sources[0].Columns)
     pixels = np.zeros((n_frames, rows, cols, len(segments)), bool)
-    for s, (_label, _kind, _organ, crop) in enumerate(segments):
-        pixels[..., s] = canonical_to_frames(crop, case.shape, volume.ornt)
+    for s, item in enumerate(segments):
+        pixels[..., s] = canonical_to_frames(item.crop, case.shape, volume.ornt)
     if pixels.shape[:3] != (n_frames, rows, cols):
         raise InputError(dicom_folder, "series geometry does not match the case")
 
     from pydicom.sr.codedict import codes
 
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="RadGPT for 3D Slicer (imported masks)", family=codes.cid7162.ArtificialIntelligence,
-        version=__version__,
-    )
-    descriptions = []
-    for s, (label, kind, organ, _crop) in enumerate(segments, start=1):
-        if kind == "structure":
-            category, ptype, regions = _anatomical_structure(), _organ_code(organ), None
-        else:
-            category = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Altered Structure")
-            ptype = getattr(codes.SCT, _LESION_TYPE.get(kind, "Lesion"))
-            regions = [_organ_code(organ)]
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=s, segment_label=label[:64], segmented_property_category=category,
-            segmented_property_type=ptype, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm, tracking_id=label,
-            tracking_uid=_uid(generate_uid, sources[0].StudyInstanceUID, "track", label),
-            anatomic_regions=regions,
-        ))
-    study = sources[0].StudyInstanceUID
+    study = str(sources[0].StudyInstanceUID)
+    descriptions, seg_digest = [], _Digest(study, str(sources[0].SeriesInstanceUID),
+                                           *sorted(str(ds.SOPInstanceUID) for ds in sources), __version__)
+    for number, item in enumerate(segments, start=1):
+        origin = origins.get(item.mask) or MaskOrigin(MANUAL)
+        algorithm = None
+        if origin.algorithm_type != MANUAL:
+            algorithm = hd.AlgorithmIdentificationSequence(
+                name=(origin.algorithm_name or "unnamed algorithm")[:64],
+                family=codes.cid7162.ArtificialIntelligence, version=(origin.algorithm_version or "unknown")[:64])
+        t = item.term
+        description = hd.seg.SegmentDescription(
+            segment_number=number, segment_label=item.label[:64], segmented_property_category=_coded(hd, t.category),
+            segmented_property_type=_coded(hd, t.type), algorithm_type=origin.algorithm_type,
+            algorithm_identification=algorithm, tracking_id=item.label,
+            tracking_uid=_uid(generate_uid, study, "track", item.label),
+            anatomic_regions=[_coded(hd, t.region)] if t.region is not None else None,
+            display_color=hd.color.CIELabColor.from_rgb(*t.rgb),
+        )
+        if t.type_modifier is not None:
+            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+                _coded(hd, t.type_modifier)]
+        if t.region is not None and t.region_modifier is not None:
+            description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [_coded(hd, t.region_modifier)]
+        descriptions.append(description)
+        seg_digest.add(item.label, item.crop.digest(), origin.algorithm_type, origin.algorithm_name,
+                       origin.algorithm_version, t.rgb,
+                       *[(c.scheme, c.value, c.meaning) if c else None
+                         for c in (t.category, t.type, t.type_modifier, t.region, t.region_modifier)])
+    schemes = _coding_schemes(hd, [item.term for item in segments])
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=_uid(generate_uid, study, case.case_id, "seg-series"), series_number=9001,
-        sop_instance_uid=_uid(generate_uid, study, case.case_id, "seg", *[d[0] for d in segments]),
+        series_instance_uid=_uid(generate_uid, "seg-series", seg_digest.hex()), series_number=9001,
+        sop_instance_uid=_uid(generate_uid, "seg", seg_digest.hex()),
         instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name="radgpt",
         software_versions=__version__, device_serial_number="0",
         content_label="RADGPT", content_description=f"RadGPT masks of {case.case_id}"[:64],
+        series_description=SEG_SERIES_DESCRIPTION, coding_schemes=schemes,
     )
 
     # ------------------------------------------------------------ SR
     groups = []
-    seg_number = {label: s for s, (label, *_rest) in enumerate(segments, start=1)}
+    sr_digest = _Digest(str(seg.SOPInstanceUID), __version__)
+    seg_number = {item.label: s for s, item in enumerate(segments, start=1)}
     for lesion in findings.get("lesions", []) or []:
         lid = lesion.get("id")
         if lid not in seg_number:
             continue
-        kind = lesion.get("kind") or "lesion"
+        t = segments[seg_number[lid] - 1].term
+        site, laterality = term.organ_term(str(lesion.get("organ")), lesion.get("side"))
+        values = {k: lesion.get(k) for k in ("longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml", "mean_hu")}
         groups.append(_group(hd, codes, generate_uid, seg, study, lid, seg_number[lid],
-                             finding=getattr(codes.SCT, _LESION_TYPE.get(kind, "Lesion")),
-                             site=_organ_code(lesion.get("organ")),
-                             long_mm=lesion.get("longest_diameter_mm"),
-                             short_mm=lesion.get("perpendicular_diameter_mm"),
-                             volume_ml=lesion.get("volume_ml"), mean_hu=lesion.get("mean_hu")))
+                             finding=_coded(hd, t.type), site=_coded(hd, site),
+                             laterality=_coded(hd, laterality) if laterality else None,
+                             long_mm=values["longest_diameter_mm"], short_mm=values["perpendicular_diameter_mm"],
+                             volume_ml=values["volume_ml"], mean_hu=values["mean_hu"]))
+        sr_digest.add("lesion", lid, seg_number[lid], t.type.value, site.value, laterality and laterality.value,
+                      *[values[k] for k in sorted(values)])
     for organ, entry in (findings.get("organs") or {}).items():
         if organ not in seg_number or not isinstance(entry, dict):
             continue
         if entry.get("volume_ml") is None and entry.get("mean_hu") is None:
             continue
-        code = _organ_code(organ)
+        code, laterality = term.organ_term(organ)
         groups.append(_group(hd, codes, generate_uid, seg, study, organ, seg_number[organ],
-                             finding=code, site=code, volume_ml=entry.get("volume_ml"),
-                             mean_hu=entry.get("mean_hu")))
+                             finding=_coded(hd, code), site=_coded(hd, code),
+                             laterality=_coded(hd, laterality) if laterality else None,
+                             volume_ml=entry.get("volume_ml"), mean_hu=entry.get("mean_hu")))
+        sr_digest.add("organ", organ, seg_number[organ], code.value, laterality and laterality.value,
+                      entry.get("volume_ml"), entry.get("mean_hu"))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(
             observer_device_context=hd.sr.ObserverContext(
@@ -247,10 +291,10 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None) -
     )
     sr = hd.sr.Comprehensive3DSR(
         evidence=list(sources) + [seg], content=report,
-        series_instance_uid=_uid(generate_uid, study, case.case_id, "sr-series"), series_number=9002,
-        sop_instance_uid=_uid(generate_uid, study, case.case_id, "sr", seg.SOPInstanceUID,
-                              repr(sorted(findings.get("lesions", []) or [], key=lambda e: str(e.get("id"))))),
+        series_instance_uid=_uid(generate_uid, "sr-series", sr_digest.hex()), series_number=9002,
+        sop_instance_uid=_uid(generate_uid, "sr", sr_digest.hex()),
         instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
+        series_description=SR_SERIES_DESCRIPTION,
     )
 
     name = _safe(case.case_id)
@@ -309,8 +353,19 @@ def _source_datasets(pydicom, generate_uid, files):
     return sources, notes
 
 
-def _segments(case, findings: dict, structures):
-    """``[(label, kind, organ, Crop)]``: structures first (case order), then lesions (findings order)."""
+@dataclass(frozen=True)
+class _Segment:
+    """One SEG segment: its label (structure name or lesion id), the mask it comes
+    from (for its origin), its coded terminology and its voxels."""
+
+    label: str
+    mask: str
+    term: "term.Term"
+    crop: object
+
+
+def _segments(case, findings: dict, structures) -> list:
+    """Structures first (case order), then lesions (findings order)."""
     from ..measure.lesions import split_components
 
     names = list(case.structures) if structures is None else list(structures)
@@ -324,7 +379,7 @@ def _segments(case, findings: dict, structures):
             continue
         crop = case.crop(n)
         if not crop.is_empty:
-            out.append((n, "structure", n, crop))
+            out.append(_Segment(n, n, term.term_for(n), crop))
     comps = {}
     for lesion in findings.get("lesions", []) or []:
         mask = lesion.get("mask")
@@ -346,8 +401,7 @@ def _segments(case, findings: dict, structures):
             comp = case.crop(mask)
         else:
             comp = kept[rank - 1]
-        organ, kind = vocab.LESION_ORGAN_KIND[mask]
-        out.append((lid, kind, lesion.get("organ") or organ, comp))
+        out.append(_Segment(lid, mask, term.lesion_term(mask, lesion.get("side")), comp))
     return out
 
 
@@ -371,27 +425,37 @@ def _effective_crop(case, mask: str):
     return Crop(reduced.mask, tuple(a + b for a, b in zip(reduced.offset, crop.offset)))
 
 
-def _anatomical_structure():
-    from pydicom.sr.codedict import codes
+def _coded(hd, code: "term.Code"):
+    """A terminology :class:`~RadGPTLogic.terminology.Code` as highdicom's CodedConcept."""
+    return hd.sr.CodedConcept(code.value, code.scheme, code.meaning)
 
-    return codes.SCT.AnatomicalStructure
+
+def _coding_schemes(hd, terms):
+    """CodingSchemeIdentificationSequence items for the local scheme, when any term uses it."""
+    if not term.local_codes_used(terms):
+        return None
+    return [hd.coding_schemes.CodingSchemeIdentificationItem(
+        term.LOCAL_SCHEME, name=term.LOCAL_SCHEME_NAME, responsible_organization=MANUFACTURER)]
 
 
-def _organ_code(name):
-    """SNOMED code of a canonical structure/organ name; Anatomical Structure when unknown."""
-    from pydicom.sr.codedict import codes
+class _Digest:
+    """SHA-256 over a sequence of values (their ``repr``), the content key of a UID."""
 
-    attr = _SCT_NAMES.get(str(name))
-    if attr:
-        try:
-            return getattr(codes.SCT, attr)
-        except AttributeError:
-            pass
-    return codes.SCT.AnatomicalStructure
+    def __init__(self, *parts):
+        self._h = hashlib.sha256()
+        self.add(*parts)
+
+    def add(self, *parts) -> None:
+        for part in parts:
+            self._h.update(repr(part).encode("utf-8"))
+            self._h.update(b"\x00")
+
+    def hex(self) -> str:
+        return self._h.hexdigest()
 
 
 def _group(hd, codes, generate_uid, seg, study, tracking_id, segment_number, *, finding, site,
-           long_mm=None, short_mm=None, volume_ml=None, mean_hu=None):
+           laterality=None, long_mm=None, short_mm=None, volume_ml=None, mean_hu=None):
     ml = hd.sr.CodedConcept("ml", "UCUM", "milliliter")
     measurements = []
     if long_mm is not None:
@@ -410,7 +474,7 @@ def _group(hd, codes, generate_uid, seg, study, tracking_id, segment_number, *, 
             uid=_uid(generate_uid, study, "track", tracking_id), identifier=str(tracking_id)),
         referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, segment_number=segment_number),
         finding_type=finding,
-        finding_sites=[hd.sr.FindingSite(anatomic_location=site)],
+        finding_sites=[hd.sr.FindingSite(anatomic_location=site, laterality=laterality)],
         measurements=measurements or None,
     )
 

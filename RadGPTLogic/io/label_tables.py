@@ -259,11 +259,16 @@ class LabelTable:
         also have its own name.
     source : str
         Where the table came from (registry name, file path, ``embedded``), for messages.
+    complete : bool
+        The table names every label its numbering has (a published scheme, an nnU-Net
+        ``dataset.json``): a value it lacks means the file uses another numbering.
+        User tables may name a subset on purpose.
     """
 
     names: dict
     unions: dict = field(default_factory=dict)
     source: str = "table"
+    complete: bool = False
 
     def names_for(self, value: int) -> list:
         """Every structure name that label ``value`` is part of (own name first)."""
@@ -315,7 +320,7 @@ def load_table(spec) -> LabelTable:
         raise InputError(None, f"label table must be a name, a file or a dict, not {type(spec).__name__}")
     key = os.fspath(spec).strip().lower()
     if key in TABLES:
-        return LabelTable(dict(TABLES[key]), _copy_unions(DERIVED.get(key, {})), source=key)
+        return LabelTable(dict(TABLES[key]), _copy_unions(DERIVED.get(key, {})), source=key, complete=True)
     path = Path(spec)
     if not path.is_file():
         known = ", ".join(sorted(TABLES))
@@ -343,8 +348,10 @@ def _table_from_json(path: Path) -> LabelTable:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(path, f"not a readable JSON label table ({exc})") from None
     if isinstance(data, dict) and isinstance(data.get("labels"), dict):
-        # nnU-Net v2 dataset.json: "labels" is name -> value (or region list).
-        return _table_from_mapping(data["labels"], source=str(path), where=path)
+        # nnU-Net v2 dataset.json: "labels" is name -> value (or region list), every class listed.
+        table = _table_from_mapping(data["labels"], source=str(path), where=path)
+        table.complete = True
+        return table
     if not isinstance(data, dict):
         raise InputError(path, "JSON label table must be an object such as {\"1\": \"liver\"}")
     return _table_from_mapping(data, source=str(path), where=path)

@@ -16,10 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import vocabulary as vocab
 from ..case import Case, Crop
 from ..errors import InputError
 from ..geometry import GRID_TOLERANCE_MM, grid_deviation_mm
-from .assemble import add_absent_lesions, add_named_crop, case_on_volume_grid, case_with_ct, file_stem
+from .assemble import (
+    add_absent_lesions,
+    add_named_crop,
+    case_on_volume_grid,
+    case_with_ct,
+    file_stem,
+    note_header,
+    require_orientation,
+)
 from .label_tables import LabelTable, load_table
 from .nifti import Volume, read_nifti
 
@@ -68,35 +77,41 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dico
         unions such as the AbdomenAtlas 3.0 liver are built).  Lesion names of the
         table that are absent from the image are stored as empty crops ("looked
         for, none found").  Names of bones, lungs, muscles ... go to ``case.ignored``;
-        unknown names and values missing from the table go to ``case.warnings``.
+        unknown names go to ``case.warnings``.
 
     Raises
     ------
     InputError
         Naming the file: missing/unreadable files, non-integral label values, a label
-        map off the CT grid, no label names, or no known structure at all.
+        map off the CT grid, a label map or CT without orientation (no qform/sform),
+        no label names, a table that does not fit the file (:func:`check_table_fits`),
+        or no known structure at all.
     """
     seg_path = Path(seg_path)
     lt = load_table(table) if table is not None else None
     labels = read_nifti(seg_path)
+    require_orientation(labels)
+    label_array, present = _index_labels(labels)
+    unlisted = []
     if lt is None:
         lt = embedded_label_table(seg_path)
+    else:
+        unlisted = check_table_fits(seg_path, lt, [value for value, _, _ in present],
+                                    read_embedded_label_names(seg_path))
     case_id = case_id or file_stem(seg_path)
     if ct_path is not None:
         case = case_with_ct(case_id, ct_path, dicom_series=dicom_series, dicom_resample=dicom_resample)
         _require_same_grid(case, labels, ct_path)
+        note_header(case, labels)
     else:
         case = case_on_volume_grid(case_id, labels)
+    case.warnings.extend(unlisted)
 
-    label_array, present = _index_labels(labels)
     source = str(seg_path)
     for value, ident, box in present:
         names = lt.names_for(value)
         if not names:
-            case.warnings.append(
-                f"{seg_path}: label value {value} is not in the label table ({lt.source}); ignored"
-            )
-            continue
+            continue  # left out by the user's table (warned above)
         crop = _crop_of_label(label_array, ident, box)
         for name in names:
             add_named_crop(case, name, crop, source, seg_path)
@@ -108,6 +123,40 @@ def case_from_labelmap(seg_path, table=None, ct_path=None, case_id=None, *, dico
             f"no label maps to a known structure (table: {lt.source}); check --labels",
         )
     return case
+
+
+def _name_key(name: str) -> str:
+    """A label name for comparison: its canonical structure, else the normalised spelling."""
+    return vocab.canonical_name(name) or vocab.normalise(name)
+
+
+def check_table_fits(path, table: LabelTable, present_values, embedded: dict) -> list:
+    """Raise :class:`InputError` naming ``path`` when ``table`` does not fit the label map.
+
+    It does not fit when a label value present in the file is missing from a complete
+    table (a published numbering or a ``dataset.json``: the file uses another
+    numbering), or when the file carries its own label names (TotalSegmentator's
+    header) that disagree with the table's: a label map read with the wrong table
+    renames every structure (the stomach reported as an enlarged pancreas), so these
+    are never warnings.  Returns warnings for values a user's own table leaves out.
+    """
+    clashes = [(v, embedded[v], table.names[v]) for v in present_values
+               if v in embedded and v in table.names and _name_key(embedded[v]) != _name_key(table.names[v])]
+    if clashes:
+        v, own, theirs = clashes[0]
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise InputError(path, f"the label names stored in the file disagree with the label table ({table.source}): "
+                               f"value {v} is '{own}' in the file but '{theirs}' in the table{more}; "
+                               "leave out --labels to use the file's own names")
+    missing = [v for v in present_values if not table.names_for(v)]
+    if missing and not table.complete:
+        return [f"{path}: label value {v} is not in the label table ({table.source}); ignored" for v in missing]
+    if missing:
+        shown = ", ".join(str(v) for v in missing[:8]) + (" ..." if len(missing) > 8 else "")
+        raise InputError(path, f"label value{'s' if len(missing) > 1 else ''} {shown} of the file "
+                               f"{'are' if len(missing) > 1 else 'is'} not in the label table ({table.source}): "
+                               "the table does not fit this file; check --labels")
+    return []
 
 
 def embedded_label_table(path) -> LabelTable:

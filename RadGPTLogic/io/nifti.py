@@ -7,6 +7,27 @@ ones: findings come out identical.
 
 Writing (:func:`nifti_gz_bytes`) stores a canonical-frame array back in a source
 frame, fast for sparse masks (see its docstring).
+
+Ambiguous headers are read the way nibabel reads them and said so
+(:attr:`Volume.warnings`, which the case assembly copies into ``case.warnings`` and
+so into ``findings.warnings``):
+
+* sform and qform both set but placing the image's corner voxels more than
+  :data:`FORM_DISAGREEMENT_MM` apart: the sform is used (nibabel's choice;
+  SimpleITK/ITK 5.4, and so 3D Slicer, use the qform unless sform_code is 1), and
+  the warning says by how much they differ and who reads it otherwise;
+* neither form set (qform_code and sform_code 0): voxel sizes are known, the
+  orientation is not (nibabel's fallback affine is used);
+  :attr:`Volume.orientation_known` is False, and ``radgpt import`` refuses such a
+  file rather than write it out as scanner coordinates;
+* spatial units other than mm: metres and microns are converted to mm (the whole
+  affine is scaled, as ITK does; nibabel does not), other codes are a warning;
+  unit code 0 ("unknown", written by most tools) is taken as mm silently;
+* a sheared affine (axes more than :data:`SHEAR_TOLERANCE_DEG` from perpendicular):
+  lengths and volumes follow the affine, but readers that drop the shear place
+  voxels elsewhere.
+
+5-D files of shape (x, y, z, 1, 1) (and any trailing axes of length 1) are read as 3-D.
 """
 
 from __future__ import annotations
@@ -32,6 +53,15 @@ from ..geometry import (
 )
 
 
+# sform and qform placing a corner voxel further apart than this (mm) get a warning.
+FORM_DISAGREEMENT_MM = 1.0
+# Axes further than this from perpendicular (degrees) make the affine "sheared".
+SHEAR_TOLERANCE_DEG = 0.01
+# NIfTI xyzt_units spatial codes -> mm per unit (0 "unknown" is taken as mm).
+_UNITS_TO_MM = {0: 1.0, 1: 1000.0, 2: 1.0, 3: 0.001}
+_UNIT_NAMES = {1: "metres", 3: "microns"}
+
+
 @dataclass
 class Volume:
     """One image file in the canonical frame.
@@ -51,6 +81,12 @@ class Volume:
     slope, inter : float
         NIfTI scaling: real value = raw * slope + inter.
     path : Path
+    sha256 : str
+        Of the file's bytes.
+    warnings : tuple of str
+        Ambiguities of the header (see the module docstring), one line each, naming the file.
+    orientation_known : bool
+        False when the header sets neither qform nor sform: axes are not placed in the patient.
     """
 
     array: np.ndarray
@@ -61,6 +97,8 @@ class Volume:
     inter: float
     path: Path
     sha256: str = ""
+    warnings: tuple = ()
+    orientation_known: bool = True
 
     @property
     def shape(self) -> tuple:
@@ -98,7 +136,13 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     if image_class is None:
         raise InputError(path, "not a NIfTI-1 or NIfTI-2 image (bad header)")
     try:
-        img = image_class.from_bytes(data)  # parses the header only
+        # nibabel logs (and quietly repairs) header problems; we say them ourselves, in one line.
+        nib_log = nib.imageglobals.logger
+        was_disabled, nib_log.disabled = nib_log.disabled, True
+        try:
+            img = image_class.from_bytes(data)  # parses the header only
+        finally:
+            nib_log.disabled = was_disabled
         header = img.header
         shape = tuple(int(n) for n in header.get_data_shape())
         dtype = header.get_data_dtype()
@@ -116,13 +160,17 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     # A read-only view of the decompressed bytes: no copy of the voxel data.
     raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
     raw = np.asarray(raw)
-    if raw.ndim == 4 and raw.shape[3] == 1:
+    while raw.ndim > 3 and raw.shape[-1] == 1:  # (x, y, z, 1) and (x, y, z, 1, 1): one volume
         raw = raw[..., 0]
     if raw.ndim != 3:
         raise InputError(path, f"expected a 3-D image, found shape {raw.shape}")
     affine = np.asarray(img.affine, float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(path, "degenerate or non-finite voxel-to-world affine")
+    # The header as stored: nibabel's checks quietly set a zero voxel size to 1.
+    stored = image_class.header_class(data[: image_class.header_class.sizeof_hdr], check=False)
+    affine, notes, orientation_known = _header_geometry(path, header, affine, raw.shape,
+                                                        stored_zooms=stored["pixdim"][1:4])
     slope = getattr(proxy, "slope", 1.0)
     inter = getattr(proxy, "inter", 0.0)
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
@@ -137,11 +185,109 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         inter=inter,
         path=path,
         sha256=sha256,
+        warnings=tuple(notes),
+        orientation_known=orientation_known,
     )
 
 
+def _corners(shape) -> np.ndarray:
+    """The 8 corner voxel indices of an array of ``shape`` as homogeneous columns (4, 8)."""
+    idx = np.array(np.meshgrid(*[[0, max(int(n) - 1, 0)] for n in shape[:3]], indexing="ij")).reshape(3, -1)
+    return np.vstack([idx, np.ones((1, idx.shape[1]))])
+
+
+def _header_geometry(path: Path, header, affine: np.ndarray, shape, stored_zooms=None) -> tuple:
+    """``(affine in mm, warnings, orientation_known)`` of a NIfTI header (see the module docstring).
+
+    ``affine`` is nibabel's choice (sform, else qform, else its fallback) in the
+    file's units.
+    """
+    notes = []
+    qform_code, sform_code = int(header["qform_code"]), int(header["sform_code"])
+    orientation_known = qform_code > 0 or sform_code > 0
+    unit_code = int(header["xyzt_units"]) & 0x07
+    scale = _UNITS_TO_MM.get(unit_code)
+    if scale is None:
+        scale = 1.0
+        notes.append(f"{path}: unknown spatial unit code {unit_code} in the header; taken as mm")
+    elif scale != 1.0:
+        notes.append(f"{path}: spatial units are {_UNIT_NAMES[unit_code]}; positions and voxel sizes "
+                     f"converted to mm (x {scale:g}), as ITK does (nibabel does not)")
+    if not orientation_known:
+        zooms = [float(z) for z in (header["pixdim"][1:4] if stored_zooms is None else stored_zooms)]
+        if not all(np.isfinite(z) and z > 0 for z in zooms):
+            # nibabel would silently take 1 mm for a zero voxel size: every volume would be wrong.
+            raise InputError(path, f"voxel size {zooms[0]:g} x {zooms[1]:g} x {zooms[2]:g} in the header "
+                                   "(pixdim) and no orientation (qform_code and sform_code are 0): the voxel "
+                                   "size is unknown; fix the header")
+        notes.append(f"{path}: no orientation in the header (qform_code and sform_code are 0): voxel sizes are "
+                     "known but not how the axes lie in the patient, so left/right and front/back are not "
+                     "trustworthy (read with nibabel's default axes)")
+    elif qform_code > 0 and sform_code > 0:
+        qform = np.asarray(header.get_qform(), float)
+        sform = np.asarray(header.get_sform(), float)
+        corners = _corners(shape)
+        gap = float(np.max(np.linalg.norm((sform @ corners - qform @ corners)[:3], axis=0))) * scale
+        if gap > FORM_DISAGREEMENT_MM:
+            # ITK 5.4 (SimpleITK, and 3D Slicer's NIfTI reader) takes the sform only when its
+            # code is 1 (scanner anatomical), otherwise the qform.
+            if sform_code == 1:
+                who = "as nibabel and SimpleITK/ITK do (sform_code 1); readers preferring the qform"
+            else:
+                who = (f"as nibabel does; SimpleITK/ITK and 3D Slicer read the qform here (sform_code "
+                       f"{sform_code}) and")
+            notes.append(f"{path}: sform and qform disagree by up to {gap:.3g} mm; using the sform, {who} "
+                         "place this image elsewhere")
+    cols = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    cosines = np.abs(cols.T @ cols - np.eye(3))
+    worst = float(np.degrees(np.arcsin(min(1.0, float(cosines.max())))))
+    if worst > SHEAR_TOLERANCE_DEG:
+        notes.append(f"{path}: the voxel-to-world affine is sheared (axes up to {worst:.3g} degrees from "
+                     "perpendicular); lengths and volumes follow it, but readers that drop the shear "
+                     "(ITK, 3D Slicer) place voxels differently")
+    if scale != 1.0:
+        affine = affine.copy()
+        affine[:3, :] *= scale
+    return affine, notes, orientation_known
+
+
+@lru_cache(maxsize=1)
+def _fast_gunzip():
+    """``(decompress, error class)`` of the fastest installed gzip library, or None.
+
+    ``isal`` (Intel ISA-L), then ``zlib-ng``: both inflate multi-member streams in
+    C into one buffer (the standard library joins members, holding the data twice)
+    and check every member's CRC and length.  Inflating is exact: every library
+    gives the same bytes.
+    """
+    try:
+        from isal import igzip, isal_zlib
+
+        return igzip.decompress, isal_zlib.error
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import gzip_ng, zlib_ng
+
+        return gzip_ng.decompress, zlib_ng.error
+    except ImportError:
+        return None
+
+
 def _gunzip(path: Path, data: bytes) -> bytes:
-    """Decompress (possibly multi-member) gzip data; CRC and length are checked by zlib."""
+    """Decompress (possibly multi-member) gzip data; CRC and length are checked.
+
+    Uses the fast library where installed (:func:`_fast_gunzip`), else ``zlib``.
+    """
+    fast = _fast_gunzip()
+    if fast is not None:
+        decompress, error = fast
+        try:
+            return decompress(data)
+        except EOFError:
+            raise InputError(path, "corrupt or truncated gzip data (unexpected end of stream)") from None
+        except (OSError, ValueError, error) as exc:  # BadGzipFile is an OSError
+            raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
     out = []
     try:
         while data:
@@ -153,6 +299,47 @@ def _gunzip(path: Path, data: bytes) -> bytes:
     except zlib.error as exc:
         raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
     return out[0] if len(out) == 1 else b"".join(out)
+
+
+def read_niftis(paths, ahead: int = 1):
+    """Read several NIfTI files, ``ahead`` of them in background threads while the caller
+    works on the current one; yields their volumes (:class:`Volume`) in the order of ``paths``.
+
+    Reading is mostly inflating and hashing, which release the GIL, so the next files
+    are read while the caller checks and crops the current one.  At most ``ahead + 1``
+    decompressed files are held at once (the caller should drop each volume before
+    asking for the next), which is what bounds memory: a full-size mask is 75 MB and
+    inflating it may briefly need twice that.  A file's :class:`InputError` is raised
+    when its turn comes, exactly as :func:`read_nifti` would raise it; files after it
+    are not waited for.  ``ahead=0`` reads one file at a time in this thread.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = list(paths)
+    if ahead <= 0 or len(paths) <= 1:
+        for path in paths:
+            yield read_nifti(path)
+        return
+    pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="radgpt-read")
+    pending = deque()
+    queue = iter(paths)
+    try:
+        for path in queue:
+            pending.append(pool.submit(read_nifti, path))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            volume = pending.popleft().result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(read_nifti, nxt))  # read while the caller works on this one
+            yield volume
+            del volume
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 def _nifti_class(data: bytes):

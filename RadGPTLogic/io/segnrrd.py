@@ -11,24 +11,51 @@ radgpt-slicer[nrrd]``), which returns the voxel array in the file's own (i, j, k
 order and the voxel-to-LPS matrix; LPS -> RAS flips the first two world axes.
 Each segment is extracted on its own, so overlapping segments (a liver and the
 lesion inside it) keep their shared voxels.
+
+Which structure a segment is, first match wins:
+
+1. the ``labels`` mapping file (``radgpt import --labels mapping.json``): a JSON object
+   ``{"<segment name or ID>": "<structure name>"}``, e.g. ``{"Mass": "kidney_tumor"}``;
+2. the segment's name, through :func:`RadGPTLogic.vocabulary.canonical_name`
+   ("Liver", "right kidney", "liver_lesion" ...);
+3. the segment's Slicer terminology (``Segment<N>_Tags`` ``TerminologyEntry``: category,
+   type, type modifier, anatomic region and its modifier), through
+   :func:`RadGPTLogic.terminology.name_from_terminology`: a segment named "Kidney"
+   tagged Kidney / Right is ``kidney_right``, one named "Mass" tagged Neoplasm in
+   Kidney is ``kidney_tumor``.
+
+Every segment that maps nowhere gets one warning saying why (name unknown,
+terminology not a reported structure, an organ without its side); when no segment
+maps at all, the one-line error lists the segment names found and how to map them.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from .. import terminology as term
+from .. import vocabulary as vocab
 from ..case import Case, Crop
 from ..errors import InputError
 from ..geometry import GRID_TOLERANCE_MM, canonical_affine, canonical_orientation, grid_deviation_mm, to_canonical
-from .assemble import add_named_crop, case_with_ct, file_stem
+from .assemble import case_with_ct, file_stem
 
 # LPS <-> RAS: negate the first two world coordinates (the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, dicom_series=None, dicom_resample=False) -> Case:
+log = logging.getLogger("radgpt")
+
+# How many segment names the "nothing maps" error lists before "... and N more".
+_NAMES_IN_ERROR = 12
+
+
+def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, labels=None, dicom_series=None,
+                       dicom_resample=False) -> Case:
     """Build a :class:`Case` from a Slicer ``.seg.nrrd`` file.
 
     Parameters
@@ -42,23 +69,29 @@ def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, dicom_series=None, d
         and axes, whole-voxel shift, within 1e-3 mm.
     case_id : str, optional
         Defaults to the file name without ``.seg.nrrd``.
+    labels : path or dict, optional
+        Segment name (or ID) -> structure name: a JSON file holding one object, or
+        the dict itself (see the module docstring for the order of the rules).
 
     Returns
     -------
     Case
-        One crop per canonical structure (segment names go through
-        ``vocabulary.canonical_name``; segments mapping to the same name are united).
-        Known-unused names go to ``case.ignored``, unknown ones to ``case.warnings``.
+        One crop per canonical structure (segments mapping to the same name are
+        united).  Known-unused names go to ``case.ignored``; segments that map
+        nowhere, and names disagreeing with their terminology, to ``case.warnings``.
 
     Raises
     ------
     InputError
         Naming the file: missing, unreadable, not a segmentation, off the CT grid,
-        slicerio missing, or no segment with a known structure name.
+        slicerio missing, a malformed mapping file, or no segment that maps to a
+        structure (the message lists the segment names; the per-segment warnings are
+        logged first on the ``radgpt`` logger).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
+    mapping = load_name_mapping(labels) if labels is not None else {}
     slicerio = _import_slicerio(path)
     seg = _read_segmentation(slicerio, path)
     voxels = seg["voxels"]
@@ -76,18 +109,129 @@ def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, dicom_series=None, d
         case = Case(case_id=case_id, shape=seg_shape, affine=seg_affine, ornt=ornt, source_shape=grid_shape)
         offset = (0, 0, 0)
 
+    found = []
     for segment in seg.get("segments", []):
         name = segment.get("name") or segment.get("id")
         if not name:
             case.warnings.append(f"{path}: a segment has neither name nor ID (ignored)")
             continue
+        found.append(str(name))
+        structure, note = segment_structure(segment, mapping)
+        if note:
+            case.warnings.append(f"{path}: segment '{name}': {note}")
+        if structure is None:
+            if note is None and str(name) not in case.ignored:
+                case.ignored.append(str(name))  # a known structure no rule uses (bones, lungs ...)
+            continue
         mask = _segment_mask(slicerio, seg, segment, path)
         crop = _shift(Crop.from_full(to_canonical(mask, ornt)), offset)
         del mask
-        add_named_crop(case, name, crop, str(path), path)
+        case.add_crop(structure, crop, source=str(path))
     if not case.structures:
-        raise InputError(path, "no segment has a known structure name (see CONTRACT.md section 1)")
+        for line in case.warnings:
+            log.warning("%s", line)
+        shown = ", ".join(f"'{n}'" for n in found[:_NAMES_IN_ERROR])
+        more = f" and {len(found) - _NAMES_IN_ERROR} more" if len(found) > _NAMES_IN_ERROR else ""
+        raise InputError(
+            path,
+            f"no segment maps to a known structure (segments: {shown or 'none'}{more}); name the segments "
+            "with structure names (liver, kidney_left, kidney_tumor ...; see docs/CONTRACT.md), set their terminology "
+            "in Slicer, or pass --labels mapping.json with {\"segment name\": \"structure\"}",
+        )
     return case
+
+
+def load_name_mapping(spec) -> dict:
+    """Segment name -> canonical structure name from a JSON file (or a dict).
+
+    Keys are compared after :func:`RadGPTLogic.vocabulary.normalise` (so "Mass" and
+    "mass" are one name); values must be structure names the vocabulary knows.
+    Raises :class:`InputError` naming the file for anything else.
+    """
+    where = None
+    if isinstance(spec, dict):
+        data = spec
+    else:
+        where = Path(spec)
+        if not where.is_file():
+            raise InputError(where, "for a .seg.nrrd, --labels takes a JSON file mapping segment names to "
+                                    "structure names, e.g. {\"Mass\": \"kidney_tumor\"}; no such file")
+        try:
+            data = json.loads(where.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(where, f"not a readable JSON name mapping ({exc})") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(where, "name mapping must be a non-empty JSON object {\"segment name\": \"structure\"}")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(where, f"segment '{key}': structure name must be a non-empty string, not {value!r}")
+        canonical = vocab.canonical_name(value)
+        if canonical is None:
+            raise InputError(where, f"segment '{key}' is mapped to '{value}', which is not a known structure name")
+        out[vocab.normalise(str(key))] = canonical
+    return out
+
+
+def _terminology_codes(segment: dict) -> dict | None:
+    """The segment's terminology as :class:`~RadGPTLogic.terminology.Code` values, or None.
+
+    slicerio >= 1.1 parses the ``TerminologyEntry`` tag into ``segment["terminology"]``
+    (lists ``[scheme, value, meaning]``); otherwise the raw tag string is parsed.
+    """
+    parsed = segment.get("terminology")
+    if isinstance(parsed, dict):
+        def code(key):
+            item = parsed.get(key)
+            if not item or len(item) < 2 or not str(item[1]).strip():
+                return None
+            return term.Code(str(item[1]).strip(), str(item[0]).strip(), str(item[2]).strip() if len(item) > 2 else "")
+
+        return {"category": code("category"), "type": code("type"), "type_modifier": code("typeModifier"),
+                "region": code("anatomicRegion"), "region_modifier": code("anatomicRegionModifier")}
+    tags = segment.get("tags")
+    entry = tags.get("TerminologyEntry") if isinstance(tags, dict) else None
+    return term.parse_slicer_terminology(entry) if entry else None
+
+
+def _describe(codes: dict) -> str:
+    what = codes["type"].meaning if codes.get("type") else "none"
+    if codes.get("type_modifier"):
+        what = f"{codes['type_modifier'].meaning} {what}"
+    if codes.get("region"):
+        where = codes["region"].meaning
+        if codes.get("region_modifier"):
+            where = f"{codes['region_modifier'].meaning} {where}"
+        what = f"{what} in {where}"
+    return what
+
+
+def segment_structure(segment: dict, mapping: dict) -> tuple:
+    """Canonical structure of one slicerio segment and a note for the user (or None).
+
+    Returns ``(name or None, note or None)``; the rules are those of the module
+    docstring (mapping file, then name, then terminology).
+    """
+    name = str(segment.get("name") or segment.get("id") or "")
+    for key in (name, str(segment.get("id") or "")):
+        if key and vocab.normalise(key) in mapping:
+            return mapping[vocab.normalise(key)], None
+    codes = _terminology_codes(segment)
+    from_terms, why = (term.name_from_terminology(codes["category"], codes["type"], codes["type_modifier"],
+                                                  codes["region"], codes["region_modifier"])
+                       if codes else (None, "no terminology"))
+    by_name = vocab.canonical_name(name)
+    if by_name is not None:
+        if from_terms is not None and from_terms != by_name:
+            return by_name, (f"its name says {by_name}, its terminology ({_describe(codes)}) says {from_terms}; "
+                             f"using {by_name}")
+        return by_name, None
+    if from_terms is not None:
+        return from_terms, None
+    if vocab.is_known_unused(name):
+        return None, None
+    detail = f"terminology {_describe(codes)}: {why}" if codes and codes.get("type") else "no terminology"
+    return None, f"not a known structure name, {detail} (ignored; map it with --labels)"
 
 
 def _import_slicerio(path: Path):

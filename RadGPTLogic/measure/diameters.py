@@ -52,8 +52,7 @@ def _farthest_pair(pts: np.ndarray) -> tuple[float, int, int]:
     """Largest pairwise distance of 2-D points (mm) and the indices of the pair."""
     cand = np.arange(len(pts))
     if len(pts) > 64:
-        from scipy.spatial import ConvexHull
-        from scipy.spatial import QhullError
+        from scipy.spatial import ConvexHull, QhullError
 
         try:
             cand = ConvexHull(pts).vertices

@@ -1,8 +1,8 @@
 """Lesion findings: connected components, WHO diameters, volume, HU, side.
 
 A lesion mask (e.g. ``liver_tumor``) may hold several lesions.  They are split
-into 3-D connected components with **26-connectivity** (voxels touching by a
-face, an edge or a corner are one lesion).  Components below the size floor
+into 3-D connected components, by default with **26-connectivity** (voxels
+touching by a face, an edge or a corner are one lesion; :attr:`Rules.lesion_connectivity`).  Components below the size floor
 (:attr:`Rules.min_lesion_volume_mm3`) are not reported as lesions, but counted as
 sub-threshold in findings.json, never dropped silently.
 """
@@ -17,11 +17,17 @@ from ..rules import Rules
 from .diameters import who_diameters
 from .hu import robust_hu_stats
 
-_FULL = np.ones((3, 3, 3), bool)
+
+def connectivity_structure(connectivity: int) -> np.ndarray:
+    """The 3x3x3 structuring element of 6-, 18- or 26-connectivity (face / +edge / +corner neighbours)."""
+    rank = {6: 1, 18: 2, 26: 3}.get(connectivity)
+    if rank is None:
+        raise ValueError(f"connectivity must be 6, 18 or 26; got {connectivity!r}")
+    return ndimage.generate_binary_structure(3, rank)
 
 
-def split_components(crop: Crop, voxel_volume_mm3: float, min_volume_mm3: float):
-    """Split a mask into 26-connected components.
+def split_components(crop: Crop, voxel_volume_mm3: float, min_volume_mm3: float, connectivity: int = 26):
+    """Split a mask into connected components (26-connectivity by default; see :attr:`Rules.lesion_connectivity`).
 
     Returns ``(kept, n_small, small_volume_ml)``: ``kept`` is a list of
     :class:`Crop` (one per component at or above the floor, largest first; ties by
@@ -29,7 +35,7 @@ def split_components(crop: Crop, voxel_volume_mm3: float, min_volume_mm3: float)
     """
     if crop.is_empty:
         return [], 0, 0.0
-    labels, n = ndimage.label(crop.mask, structure=_FULL)
+    labels, n = ndimage.label(crop.mask, structure=connectivity_structure(connectivity))
     if n == 0:
         return [], 0, 0.0
     counts = np.bincount(labels.ravel(), minlength=n + 1)[1:]

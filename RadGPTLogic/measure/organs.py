@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..case import Case, Crop
-from ..rules import ENLARGEMENT_SOURCES, Rules
+from ..rules import ENLARGEMENT_SOURCES, SMALL_SOURCES, Rules
 from .hu import HUStats, robust_hu_stats
 
 
@@ -60,6 +60,29 @@ def enlargement(name: str, volume_ml: float | None, rules: Rules) -> str | None:
 
 def enlargement_rule(name: str) -> str | None:
     return ENLARGEMENT_SOURCES.get(name)
+
+
+def small_limit_ml(name: str, rules: Rules) -> float | None:
+    """Lower end of the organ's normal volume range (mL), or None when there is no such rule."""
+    return {
+        "liver": rules.liver_small_ml,
+        "spleen": rules.spleen_small_ml,
+        "pancreas": rules.pancreas_small_ml,
+        "kidney_left": rules.kidney_small_ml,
+        "kidney_right": rules.kidney_small_ml,
+    }.get(name)
+
+
+def smallness(name: str, volume_ml: float | None, rules: Rules) -> bool | None:
+    """True when a complete organ lies below the lower end of its normal range (None: no rule or no volume)."""
+    limit = small_limit_ml(name, rules)
+    if limit is None or volume_ml is None:
+        return None
+    return bool(volume_ml < limit)
+
+
+def small_rule(name: str) -> str | None:
+    return SMALL_SOURCES.get(name)
 
 
 def attenuation_verdicts(organs: dict, phase: str, rules: Rules) -> None:

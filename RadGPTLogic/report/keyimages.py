@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .png import encode_png
 from .format import fmt_mm
+from .png import encode_png
 
 WINDOW_WIDTH = 400.0
 WINDOW_LEVEL = 40.0
@@ -403,12 +403,16 @@ def _scale_bar(rgb: np.ndarray, zoom: float, taken: list) -> None:
     _stamp_text(rgb, text, x1 - tw, y - th - 4, TEXT_RGB, pad=2)
 
 
-def key_images(case, findings: dict, target_px: int = TARGET_PX) -> dict:
-    """lesion id -> :class:`KeyImage` for every lesion of ``findings`` (empty without a case)."""
+def key_images(case, findings: dict, target_px: int = TARGET_PX, only=None) -> dict:
+    """lesion id -> :class:`KeyImage` for every lesion of ``findings`` (or those whose id is in
+    ``only``); empty without a case."""
     if case is None:
         return {}
     out = {}
+    wanted = None if only is None else set(only)
     for lesion in findings.get("lesions", []):
+        if wanted is not None and lesion.get("id") not in wanted:
+            continue
         try:
             out[lesion["id"]] = key_image(case, lesion, target_px)
         except Exception as exc:  # noqa: BLE001 - one bad picture must not cost the whole report

@@ -4,14 +4,22 @@
 (and ``report.txt``), picks the few-shot example reports closest to the case's
 diagnoses, asks the configured OpenAI-compatible endpoint for a narrative in the
 examples' style and layout, and checks the answer against findings.json with
-:mod:`.factcheck`.  A failed check is sent back to the model with the errors
-listed (at most ``max_tries`` tries); if every try fails, the structured report
-stays the narrative-of-record.  Writes, atomically:
+:mod:`.factcheck`.  Every prompt is fitted to the model's context window
+(:mod:`RadGPTLogic.llm.budget`: examples are dropped until it fits, then the compact
+facts replace the structured report) and every request caps its answer with
+``max_tokens`` (twice the structured report's tokens at most).  A failed check is
+answered with a fresh prompt that lists the errors, never with the failed answer
+itself (at most ``max_tries`` answers; :mod:`RadGPTLogic.llm.checked`).  Whatever
+happens (fact check failed, answer cut off or empty, prompt too long, server errors
+or timeouts after the client's retries, no server at all), the case ends with its
+files written, atomically:
 
 * ``OUT_DIR/narrative.txt``: the accepted narrative, or the structured report under
-  a header line saying that the LLM narrative failed the fact check;
-* ``OUT_DIR/narrative_check.json``: every attempt (text, errors), the final status,
-  the model and the example reports used.
+  a header line saying why no LLM narrative was accepted;
+* ``OUT_DIR/narrative_check.json``: ``status`` (``accepted`` / ``fallback``),
+  ``reason`` and ``reason_detail`` of a fallback, every try (prompt tokens,
+  ``max_tokens``, finish reason, text, errors or the LLM error), the context window
+  and how it was learnt, the model and the example reports used.
 
 Example reports come from ``--examples`` (a .txt/.md file with one or several
 reports separated by a line ``---``, a folder of such files, or a CSV with a
@@ -36,7 +44,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InputError
-from .factcheck import CheckResult, check_narrative, describe_text, fact_checklist
+from ..llm.checked import error_lines, extract_report  # noqa: F401 - extract_report: part of this API
+from .factcheck import check_narrative, describe_text, fact_checklist
 
 DEFAULT_K = 3
 DEFAULT_PACKAGE_STYLE = "sectioned"
@@ -46,6 +55,8 @@ NO_ENDPOINT = ("no LLM endpoint configured: pass --base-url URL (an OpenAI-compa
                "~/.config/radgpt/llm.json; the LLM is off by default")
 FAILED_HEADER = ("NOTE: the LLM narrative failed the automatic fact check after {tries} attempt(s); "
                  "the structured report below is the report of record.")
+# Fallback reasons that say the endpoint failed, not the model's text (exit status 1 of `radgpt narrative`).
+ENDPOINT_REASONS = ("llm_error", "context_overflow", "context_too_small")
 
 # =============================================================================
 # Example reports
@@ -171,8 +182,8 @@ def label_report(text: str) -> frozenset:
 
 def case_labels(findings: dict) -> frozenset:
     """The same labels, from findings.json."""
-    lesions = [(l["organ"], KIND_LABEL.get(l.get("kind"), "tumor")) for l in findings.get("lesions") or []]
-    vascular = any(d for l in findings.get("lesions") or [] for d in (l.get("vessel_contact_deg") or {}).values())
+    lesions = [(les["organ"], KIND_LABEL.get(les.get("kind"), "tumor")) for les in findings.get("lesions") or []]
+    vascular = any(d for les in findings.get("lesions") or [] for d in (les.get("vessel_contact_deg") or {}).values())
     enlarged, steatosis = set(), set()
     for name, entry in (findings.get("organs") or {}).items():
         organ = "kidney" if name.startswith("kidney") else name
@@ -184,7 +195,7 @@ def case_labels(findings: dict) -> frozenset:
 
 
 def _organs(labels) -> set:
-    return {l.split(":")[0] for l in labels if ":" in l}
+    return {les.split(":")[0] for les in labels if ":" in les}
 
 
 def example_rank(example: Example, labels: frozenset) -> tuple:
@@ -228,106 +239,59 @@ SYSTEM_PROMPT = (
     "add or drop a medical fact."
 )
 
-RULES = """Rules:
-1. Keep every finding of the structured report: each lesion with its size (both diameters), its location (liver segment; pancreatic head/neck/body/tail; kidney side and pole), every vessel the tumour touches with abutment (<= 180 degrees) or encasement (> 180 degrees), the T stage, the resectability category, and each organ's enlargement or steatosis.
-2. Copy numbers with their units exactly as the structured report writes them (for example "3.0 x 2.1 cm", "231 degrees", "1582.0 mL"). Do not convert, re-round or recompute a number, and write no number that is not in the structured report. Volumes and HU values may be left out.
-3. Add nothing: no lesion, metastasis, lymph node, ascites, duct dilatation, organ abnormality, diagnosis or N/M stage that the structured report does not state. Keep uncertain findings uncertain ("possible steatosis" stays possible).
-4. Keep all the information about one organ together, in one section or one run of sentences.
-5. Write in the style, layout, headings and wording of the example reports of this institution, and always end with an impression.
-6. Answer with the report only, between a line "#start" and a line "#end"."""
+RULES = "\n".join([
+    "Rules:",
+    "1. Keep every finding of the structured report: each lesion with its size (both diameters), its location "
+    "(liver segment; pancreatic head/neck/body/tail; kidney side and pole), every vessel the tumour touches with "
+    "abutment (<= 180 degrees) or encasement (> 180 degrees), the T stage, the resectability category, and each "
+    "organ's enlargement or steatosis.",
+    "2. Copy numbers with their units exactly as the structured report writes them (for example \"3.0 x 2.1 cm\", "
+    "\"231 degrees\", \"1582.0 mL\"), each with its own organ or lesion. Do not convert, re-round or recompute a "
+    "number, and write no number that is not in the structured report. Volumes and HU values may be left out.",
+    "3. Add nothing: no lesion, metastasis, lymph node, ascites, duct dilatation, organ abnormality, diagnosis or "
+    "N/M stage that the structured report does not state. Keep uncertain findings uncertain (\"possible steatosis\" "
+    "stays possible).",
+    "4. Keep all the information about one organ together, in one section or one run of sentences.",
+    "5. Write in the style, layout, headings and wording of the example reports of this institution, and always "
+    "end with an impression.",
+    "6. Answer with the report only, between a line \"#start\" and a line \"#end\".",
+])
 
 
-def build_messages(findings: dict, structured: str, examples: list, style_note: str | None = None) -> list:
-    """The chat messages for the first try."""
+def build_messages(findings: dict, structured: str | None, examples: list, style_note: str | None = None,
+                   errors: list | None = None) -> list:
+    """The chat messages: rules, examples, the structured report (None: the compact facts only) and,
+    on a retry, the errors of the previous answer (never the answer itself)."""
     parts = ["Rewrite the STRUCTURED REPORT below as a narrative report in the style of the EXAMPLE REPORTS "
-             "from this institution.", "", RULES]
+             "from this institution." if structured is not None else
+             "Write the narrative report of an abdominal CT from the FACTS below.", "", RULES]
     if style_note:
         parts += ["", f"Style note from the institution: {style_note}"]
     for i, ex in enumerate(examples, start=1):
         parts += ["", f"EXAMPLE REPORT {i}:", ex.text.strip()]
-    parts += ["", "STRUCTURED REPORT:", structured.strip(), "",
-              "FACTS THAT MUST APPEAR (sizes as written in the structured report):"]
+    if structured is not None:
+        parts += ["", "STRUCTURED REPORT:", structured.strip()]
+    parts += ["", "FACTS THAT MUST APPEAR (sizes as written in the structured report):"]
     parts += [f"- {line.strip()}" if not line.startswith("  ") else f"  - {line.strip()}"
               for line in fact_checklist(findings)]
+    if errors:
+        parts += ["", "Your previous report failed the automatic fact check against the findings:"]
+        parts += error_lines(errors)
+        parts += ["Write the whole report again with these errors corrected, following the same rules."]
     parts += ["", "Now write the narrative report between #start and #end."]
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(parts)}]
 
 
-def retry_message(check: CheckResult) -> dict:
-    """The follow-up that lists the fact-check errors of the previous answer."""
-    lines = ["Your report failed the automatic fact check against the findings:"]
-    lines += [f"- {e['kind']}: {e['detail']}" for e in check.errors]
-    lines += ["", "Write the whole report again with these errors corrected, following the same rules and "
-              "the same style. Answer between #start and #end."]
-    return {"role": "user", "content": "\n".join(lines)}
+def prompt_variants(findings: dict, structured: str, examples: list, style_note: str | None = None):
+    """``variants(errors)`` for :class:`~RadGPTLogic.llm.checked.CheckedJob`: all examples, then one fewer
+    each time down to none, then the compact facts without the structured report."""
 
+    def variants(errors):
+        out = [build_messages(findings, structured, examples[:n], style_note, errors)
+               for n in range(len(examples), -1, -1)]
+        return out + [build_messages(findings, None, [], style_note, errors)]
 
-def extract_report(reply: str) -> str:
-    """The text between '#start' and '#end' (or the whole answer without code fences)."""
-    text = reply.replace("\r\n", "\n")
-    m = re.search(r"#\s*start\s*\n?(.*?)(?:\n\s*#\s*end\b|$)", text, flags=re.S | re.I)
-    if m:
-        text = m.group(1)
-    text = re.sub(r"^\s*```[\w-]*\s*\n|\n\s*```\s*$", "", text.strip())
-    return text.strip() + "\n"
-
-
-# =============================================================================
-# The checked conversation loop (shared with enhance.py)
-# =============================================================================
-
-
-@dataclass
-class CheckedJob:
-    """One conversation whose answers must pass ``check(text) -> CheckResult``."""
-
-    messages: list
-    check: object
-    attempts: list = field(default_factory=list)
-    accepted: str | None = None
-    accepted_check: CheckResult | None = None
-    last_check: CheckResult | None = None
-    error: Exception | None = None
-
-    @property
-    def status(self) -> str:
-        if self.error is not None:
-            return "llm_error"
-        return "accepted" if self.accepted is not None else "fallback"
-
-
-def run_checked(config, jobs: list, max_tries: int = 3, max_concurrency: int | None = None) -> list:
-    """Ask, check, re-ask with the errors listed, for all jobs at once (bounded concurrency).
-
-    Each round sends every job still open through :func:`chat_many`; a job closes when
-    an answer passes its check, when ``max_tries`` answers failed, or on an LLM error.
-    """
-    from ..llm.client import chat_many
-
-    if max_tries < 1:
-        raise InputError(None, f"--max-tries must be at least 1 (got {max_tries})")
-    open_jobs = list(jobs)
-    for attempt in range(1, max_tries + 1):
-        if not open_jobs:
-            break
-        replies = chat_many(config, [j.messages for j in open_jobs], max_concurrency=max_concurrency)
-        still = []
-        for job, reply in zip(open_jobs, replies):
-            if isinstance(reply, Exception):
-                job.error = reply
-                continue
-            text = extract_report(reply)
-            check = job.check(text)
-            job.last_check = check
-            job.attempts.append({"attempt": attempt, "text": text, "ok": check.ok, "errors": check.errors,
-                                 "warnings": check.warnings, "from_notes": check.from_notes})
-            if check.ok:
-                job.accepted, job.accepted_check = text, check
-            elif attempt < max_tries:
-                job.messages = job.messages + [{"role": "assistant", "content": reply}, retry_message(check)]
-                still.append(job)
-        open_jobs = still
-    return jobs
+    return variants
 
 
 # =============================================================================
@@ -340,16 +304,23 @@ class NarrativeResult:
     out_dir: str
     case_id: str
     status: str                  # "accepted" or "fallback"
+    reason: str | None           # why it fell back (see RadGPTLogic.llm.checked), None when accepted
     accepted_attempt: int | None
     narrative: str               # what narrative.txt holds
     attempts: list
-    model: str
-    examples: list               # example names used
-    check: dict                  # the final check (accepted attempt, else the last one)
+    model: str | None
+    examples: list               # example names chosen (the prompt sent may hold fewer: see the record)
+    check: dict | None           # the final check (accepted attempt, else the last one)
+    record: dict = field(default_factory=dict)  # what narrative_check.json holds
 
     @property
     def ok(self) -> bool:
         return self.status == "accepted"
+
+    @property
+    def llm_failed(self) -> bool:
+        """Fell back because the endpoint failed (not because of the model's text)."""
+        return self.reason in ENDPOINT_REASONS
 
 
 def read_out_dir(out_dir) -> tuple:
@@ -376,49 +347,73 @@ def read_out_dir(out_dir) -> tuple:
     return findings, structured
 
 
-def _fallback_text(structured: str, tries: int) -> str:
-    return FAILED_HEADER.format(tries=tries) + "\n\n" + structured.rstrip() + "\n"
+def fallback_header(reason: str | None, tries: int, detail: str | None = None) -> str:
+    """The first line of narrative.txt when the structured report is kept."""
+    if reason in (None, "fact_check_failed"):
+        return FAILED_HEADER.format(tries=tries)
+    why = {"truncated": "the answer was cut off at its length limit",
+           "empty_answer": "the model gave an empty answer",
+           "context_too_small": "the prompt does not fit the model's context window",
+           "context_overflow": "the server refused the prompt as too long",
+           "llm_error": "the LLM server gave no answer"}.get(reason, reason)
+    return (f"NOTE: no LLM narrative ({why}; {tries} attempt(s)); the structured report below is the report "
+            "of record.")
+
+
+def _fallback_text(structured: str, reason: str | None, tries: int) -> str:
+    return fallback_header(reason, tries) + "\n\n" + structured.rstrip() + "\n"
 
 
 def write_narratives(out_dirs, config, examples=None, style=None, max_tries: int = 3, k: int = DEFAULT_K,
                      max_concurrency: int | None = None) -> list:
-    """Narratives for many output folders; each item is a :class:`NarrativeResult` or the
-    :class:`~RadGPTLogic.llm.client.LLMError` that stopped that case (its files are left as they were)."""
+    """A :class:`NarrativeResult` per output folder, in order; each folder gets narrative.txt and
+    narrative_check.json whatever the LLM does (the structured report is kept on any failure)."""
     from ..io.atomic import write_files_atomically
-    from ..llm.client import LLMError, resolve_model
+    from ..llm.checked import CheckedJob, prepare, run_checked
+    from ..llm.client import LLMError
 
     if config is None:
         raise InputError(None, NO_ENDPOINT)
+    if max_tries < 1:
+        raise InputError(None, f"--max-tries must be at least 1 (got {max_tries})")
     cases = [(Path(d), *read_out_dir(d)) for d in out_dirs]  # all inputs checked before any LLM call
     package = examples is None
     pool, style_note = filter_style(load_examples(examples), style, package)
-    try:
-        config = resolve_model(config)
-    except LLMError as exc:
-        return [exc for _ in cases]
     jobs, chosen = [], []
-    for out, findings, structured in cases:
+    for _out, findings, structured in cases:
         picked = select_examples(pool, findings, k)
         chosen.append(picked)
-        jobs.append(CheckedJob(build_messages(findings, structured, picked, style_note),
-                               check=lambda text, f=findings: check_narrative(text, f)))
-    run_checked(config, jobs, max_tries, max_concurrency)
+        jobs.append(CheckedJob(prompt_variants(findings, structured, picked, style_note),
+                               check=lambda text, f=findings: check_narrative(text, f), answer_basis=structured))
+    budget = None
+    try:
+        config, budget = prepare(config)
+    except LLMError as exc:
+        for job in jobs:
+            job.finish("llm_error", str(exc))
+    if budget is not None:
+        run_checked(config, jobs, budget, max_tries, max_concurrency)
     results = []
     for (out, findings, structured), job, picked in zip(cases, jobs, chosen):
-        if job.error is not None:
-            results.append(job.error if isinstance(job.error, LLMError) else LLMError(str(job.error)))
-            continue
-        accepted_attempt = job.attempts[-1]["attempt"] if job.accepted is not None else None
-        narrative = job.accepted if job.accepted is not None else _fallback_text(structured, len(job.attempts))
+        accepted = job.status == "accepted"
+        accepted_attempt = job.attempts[-1]["attempt"] if accepted else None
+        narrative = job.accepted if job.accepted is not None else \
+            _fallback_text(structured, job.reason, len(job.attempts))
         final = job.accepted_check or job.last_check
+        sent = None if job.variant_used is None else max(0, len(picked) - job.variant_used)
         record = {
             "case_id": findings.get("case_id"),
             "status": job.status,
-            "narrative_of_record": "llm" if job.accepted is not None else "structured_report",
+            "reason": job.reason,
+            "reason_detail": job.reason_detail,
+            "narrative_of_record": "llm" if accepted else "structured_report",
             "accepted_attempt": accepted_attempt,
+            "tries": len(job.attempts),
             "max_tries": max_tries,
             "model": config.model,
+            "context": budget.to_dict() if budget is not None else None,
             "examples": [e.name for e in picked],
+            "examples_in_accepted_prompt": None if sent is None else [e.name for e in picked[:sent]],
             "example_labels": {e.name: sorted(e.labels) for e in picked},
             "case_labels": sorted(case_labels(findings)),
             "style_note": style_note,
@@ -430,18 +425,15 @@ def write_narratives(out_dirs, config, examples=None, style=None, max_tries: int
             "narrative_check.json": json.dumps(record, indent=2) + "\n",
         })
         results.append(NarrativeResult(
-            out_dir=str(out), case_id=findings.get("case_id"), status=job.status,
+            out_dir=str(out), case_id=findings.get("case_id"), status=job.status, reason=job.reason,
             accepted_attempt=accepted_attempt, narrative=narrative, attempts=job.attempts,
-            model=config.model, examples=[e.name for e in picked], check=record["final"],
+            model=config.model, examples=[e.name for e in picked], check=record["final"], record=record,
         ))
     return results
 
 
 def write_narrative(out_dir, config, examples=None, style=None, max_tries: int = 3,
                     k: int = DEFAULT_K) -> NarrativeResult:
-    """Narrative for one ``radgpt report`` output folder; raises ``LLMError`` when the
-    endpoint gives no answer and ``InputError`` for bad input or no endpoint."""
-    result = write_narratives([out_dir], config, examples=examples, style=style, max_tries=max_tries, k=k)[0]
-    if isinstance(result, Exception):
-        raise result
-    return result
+    """Narrative for one ``radgpt report`` output folder (see :func:`write_narratives`); raises
+    ``InputError`` for bad input or no endpoint, never for an LLM failure."""
+    return write_narratives([out_dir], config, examples=examples, style=style, max_tries=max_tries, k=k)[0]

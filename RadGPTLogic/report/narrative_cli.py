@@ -3,10 +3,16 @@
     from .report.narrative_cli import register
     register(sub)   # sub = parser.add_subparsers(...)
 
-Exit codes: 0 when every case's files were written (an LLM narrative that failed the
-fact check still writes the structured report as narrative-of-record, with a line on
-stderr); 1 when the endpoint gave no answer for some case (one line on stderr);
-bad input raises :class:`~RadGPTLogic.errors.InputError` (cli.py prints it, exit 2).
+Every case always ends with its files written: narrative.txt holds the accepted
+narrative or, on any failure (fact check, cut-off or empty answer, context overflow,
+LLM server errors and timeouts), the structured report under a header line, and
+narrative_check.json says which and why (a fallback is not a crash).
+
+Exit codes: 0 when every case ended accepted or kept the structured report because the
+model's text failed (fact check, cut off, empty; one warning line each on stderr); 1
+when for some case the endpoint itself failed (no answer, HTTP error, prompt too long
+for the model's context; one error line each, files still written); 2 bad input
+(:class:`~RadGPTLogic.errors.InputError`, printed by cli.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ def _llm_options(p: argparse.ArgumentParser) -> None:
     from ..llm.client import add_endpoint_options
 
     g = add_endpoint_options(p)
-    g.add_argument("--timeout", type=float, help="seconds per request (default 120)")
+    g.add_argument("--timeout", type=float,
+                   help="seconds per request for connecting and reading the prompt (default 120); the answer's "
+                        "own time (max_tokens / min_tokens_per_s) is added")
+    g.add_argument("--context-tokens", type=int, metavar="N",
+                   help="the model's context window when the server does not report one (default 8192)")
+    g.add_argument("--max-answer-tokens", type=int, metavar="N",
+                   help="cap every answer at N tokens (default: twice the report's length; for slow models)")
     g.add_argument("--max-tries", type=int, default=3, help="answers per report before falling back (default 3)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
@@ -37,7 +49,12 @@ def _config(args):
         raise InputError(None, f"--concurrency must be at least 1 (got {args.concurrency})")
     if args.timeout is not None and args.timeout <= 0:
         raise InputError(None, f"--timeout must be positive (got {args.timeout})")
-    config = load_config(args.base_url, args.model, args.api_key, args.config, args.timeout)
+    if args.context_tokens is not None and args.context_tokens < 256:
+        raise InputError(None, f"--context-tokens must be at least 256 (got {args.context_tokens})")
+    if args.max_answer_tokens is not None and args.max_answer_tokens < 16:
+        raise InputError(None, f"--max-answer-tokens must be at least 16 (got {args.max_answer_tokens})")
+    config = load_config(args.base_url, args.model, args.api_key, args.config, args.timeout, args.context_tokens,
+                         max_answer_tokens=args.max_answer_tokens)
     if config is None:
         raise InputError(None, NO_ENDPOINT)
     try:
@@ -59,39 +76,46 @@ def cmd_narrative(args) -> int:
                                max_tries=args.max_tries, k=args.num_examples, max_concurrency=args.concurrency)
     code = 0
     for out_dir, res in zip(args.out_dirs, results):
-        if isinstance(res, Exception):
-            print(f"radgpt: error: {out_dir}: {' '.join(str(res).split())}", file=sys.stderr)
-            code = 1
-        elif res.ok:
+        where = f"{out_dir}/narrative_check.json"
+        if res.ok:
             print(f"{res.case_id}: narrative accepted on try {res.accepted_attempt} -> {out_dir}/narrative.txt")
-        else:
+        elif res.reason == "fact_check_failed":
             n = len(res.check["errors"]) if res.check else 0
             print(f"radgpt: warning: {res.case_id}: the LLM narrative failed the fact check "
                   f"{len(res.attempts)} time(s) ({n} error(s) left); the structured report is kept as "
-                  f"narrative-of-record (see {out_dir}/narrative_check.json)", file=sys.stderr)
+                  f"narrative-of-record (see {where})", file=sys.stderr)
+        else:
+            level = "error" if res.llm_failed else "warning"
+            code = 1 if res.llm_failed else code
+            print(f"radgpt: {level}: {res.case_id}: no LLM narrative ({res.reason}: "
+                  f"{' '.join(str(res.record.get('reason_detail') or '').split())}); the structured report is kept "
+                  f"as narrative-of-record (see {where})", file=sys.stderr)
     return code
 
 
 def cmd_enhance(args) -> int:
-    from ..llm.client import LLMError
     from .enhance import enhance_report, read_notes
+    from .narrative import ENDPOINT_REASONS
 
     config = _config(args)
     notes = read_notes(args.notes)
-    try:
-        res = enhance_report(args.out_dir, notes, config, max_tries=args.max_tries,
-                             max_concurrency=args.concurrency)
-    except LLMError as exc:
-        print(f"radgpt: error: {args.out_dir}: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+    res = enhance_report(args.out_dir, notes, config, max_tries=args.max_tries, max_concurrency=args.concurrency)
+    code = 0
     for kind, status in res.statuses.items():
         name = "report_enhanced.txt" if kind == "structured" else "narrative_enhanced.txt"
+        reason = res.reasons.get(kind)
         if status == "accepted":
             print(f"{res.case_id}: notes merged into the {kind} report -> {args.out_dir}/{name}")
-        else:
+        elif reason == "fact_check_failed":
             print(f"radgpt: warning: {res.case_id}: the merged {kind} report failed the fact check; the notes "
                   f"were appended verbatim instead ({args.out_dir}/{name})", file=sys.stderr)
-    return 0
+        else:
+            code = 1 if reason in ENDPOINT_REASONS else code
+            detail = res.record["reports"][kind].get("reason_detail") or ""
+            print(f"radgpt: {'error' if reason in ENDPOINT_REASONS else 'warning'}: {res.case_id}: no merge of the "
+                  f"{kind} report ({reason}: {' '.join(detail.split())}); the notes were appended verbatim "
+                  f"({args.out_dir}/{name})", file=sys.stderr)
+    return code
 
 
 def register(subparsers) -> None:

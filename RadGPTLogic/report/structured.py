@@ -145,8 +145,13 @@ def _impression(findings: dict) -> list:
     (massive first), 4. steatosis, 5. "no lesion" when there is none.
     """
     organs = findings.get("organs", {})
-    lesions = findings.get("lesions", [])
+    everything = findings.get("lesions", [])
+    lesions = [l for l in everything if not l.get("outside_organ")]
     items = []
+    checks = findings.get("mask_checks") or []
+    outside = [l for l in everything if l.get("outside_organ")]
+    if checks or outside:
+        items.append({"kind": "check_masks", "checks": checks, "outside": outside})
     staged = [l for l in lesions if l.get("t_stage")]
     staged_ids = {id(l) for l in staged}
     staged.sort(key=lambda l: (-_t_rank(l), -(l.get("longest_diameter_mm") or 0.0), l.get("id", "")))
@@ -180,17 +185,39 @@ def _impression(findings: dict) -> list:
         items.append({"kind": "steatosis", "name": "liver", "organ_entry": organs["liver"]})
     elif organs.get("liver", {}).get("possible_steatosis") is True:
         items.append({"kind": "possible_steatosis", "name": "liver", "organ_entry": organs["liver"]})
+    small = [(n, o) for n, o in organs.items() if o.get("small") is True]
+    items += [{"kind": "small", "name": n, "organ_entry": o} for n, o in small]
     if organs.get("pancreas", {}).get("steatosis") is True:
         items.append({"kind": "fatty_pancreas", "name": "pancreas", "organ_entry": organs["pancreas"]})
-    if not lesions:
-        items.append({"kind": "no_lesion"})
+    subs = findings.get("sub_threshold_lesions") or []
+    if subs:
+        items.append({"kind": "sub_threshold", "groups": subs})
+    assessed = findings.get("lesions_assessed")
+    if assessed is None:  # findings from before the key existed: every organ counts as assessed
+        assessed = {o: True for o in ("liver", "pancreas", "kidney")}
+    with_lesions = {l.get("organ") for l in lesions} | {s.get("organ") for s in subs}
+    clear = [o for o, yes in assessed.items() if yes and o not in with_lesions]
+    not_assessed = [o for o, yes in assessed.items() if not yes]
+    if clear or not_assessed:
+        items.append({"kind": "no_lesion", "organs": clear, "not_assessed": not_assessed,
+                      "any_lesion": bool(lesions)})
     return items
 
 
 def _sections(findings: dict) -> list:
+    """Findings sections in reading order.
+
+    Each section: ``organs`` (``name``, ``entry`` and the ``lesions`` that belong to
+    that organ, e.g. a right-kidney cyst under the right kidney), ``lesions`` placed
+    under no organ line (no organ mask, kidney side unknown), ``outside`` (lesions
+    lying outside their organ mask: a mask to check, not an ordinary lesion),
+    ``sub_threshold``, ``missing`` organ masks and ``lesions_assessed`` (False when
+    the case had no lesion mask for the organ).
+    """
     organs = findings.get("organs", {})
     lesions = findings.get("lesions", [])
     subs = findings.get("sub_threshold_lesions", [])
+    assessed = findings.get("lesions_assessed") or {}
     out, shown = [], set()
     for key, names, lesion_organ in SECTIONS:
         present = [n for n in names if n in organs]
@@ -199,15 +226,27 @@ def _sections(findings: dict) -> list:
         if not present and not mine and not small:
             continue
         shown.update(present)
+        placed = [l for l in mine if not l.get("outside_organ")]
+        rows = []
+        for n in present:
+            side = n.split("_", 1)[1] if n.startswith("kidney_") else None
+            rows.append({"name": n, "entry": organs[n],
+                         "lesions": [l for l in placed if side is None or l.get("side") == side]})
+        under_organs = {id(l) for row in rows for l in row["lesions"]}
         out.append({
-            "key": key, "organs": [{"name": n, "entry": organs[n]} for n in present],
+            "key": key, "organs": rows,
             "missing": [n for n in names if n not in organs] if not present else [],
-            "lesions": mine, "sub_threshold": small,
+            "lesions": [l for l in placed if id(l) not in under_organs],
+            "outside": [l for l in mine if l.get("outside_organ")],
+            "sub_threshold": small,
+            "lesions_assessed": assessed.get(lesion_organ, True) if lesion_organ else True,
+            "lesion_organ": lesion_organ,
         })
     for name, entry in organs.items():
         if name not in shown:
-            out.append({"key": name, "organs": [{"name": name, "entry": entry}], "missing": [],
-                        "lesions": [], "sub_threshold": []})
+            out.append({"key": name, "organs": [{"name": name, "entry": entry, "lesions": []}], "missing": [],
+                        "lesions": [], "outside": [], "sub_threshold": [], "lesions_assessed": True,
+                        "lesion_organ": None})
     return out
 
 
@@ -237,21 +276,79 @@ def _has_ct(findings: dict) -> bool:
     return isinstance(inputs, dict) and "ct" in inputs
 
 
+def _split_subject(what: str, lesions: dict) -> tuple:
+    """``("liver_lesion_1", "kidney pole")`` when ``what`` is about a lesion of ``lesions`` (id -> entry),
+    else ``(None, what)``."""
+    head, _, rest = str(what).partition(" ")
+    return (head, rest) if head in lesions else (None, str(what))
+
+
 def _lesion_notes(findings: dict) -> dict:
     """lesion id -> not-assessable items about it ("kidney pole: ...") not already worded elsewhere
     (its location_note, its resectability reason)."""
-    out = {}
-    for lesion in findings.get("lesions", []):
-        lid = lesion.get("id")
+    lesions = {l.get("id"): l for l in findings.get("lesions", [])}
+    out: dict = {lid: [] for lid in lesions}
+    for item in findings.get("not_assessable", []):
+        lid, rest = _split_subject(item.get("what", ""), lesions)
+        if lid is None:
+            continue
+        lesion, why = lesions[lid], str(item.get("why", ""))
         said = [lesion.get("location_note") or "", (lesion.get("resectability_detail") or {}).get("reason") or ""]
-        notes = []
-        for item in findings.get("not_assessable", []):
-            what, why = str(item.get("what", "")), str(item.get("why", ""))
-            if not what.startswith(f"{lid} ") or any(why and why in text for text in said):
-                continue
-            notes.append(f"{what[len(lid) + 1:]}: {why}")
-        out[lid] = notes
+        if not any(why and why in text for text in said):
+            out[lid].append(f"{rest}: {why}")
     return out
+
+
+#: Not-assessable items shared by more lesions than this are said once for all of them.
+GROUP_NOT_ASSESSABLE_ABOVE = 3
+
+
+def _not_assessable_lines(findings: dict) -> list:
+    """``[{"what", "why"}]`` in words; an item shared by many lesions of one organ is said once."""
+    lesions = {l.get("id"): l for l in findings.get("lesions", [])}
+    groups: dict = {}
+    for item in findings.get("not_assessable", []):
+        lid, rest = _split_subject(item.get("what", ""), lesions)
+        organ = lesions[lid].get("organ") if lid else None
+        groups.setdefault((organ, rest if lid else None, item.get("why", "")), []).append((lid, item))
+    out = []
+    for (organ, rest, why), members in groups.items():
+        if organ is not None and len(members) > GROUP_NOT_ASSESSABLE_ABOVE:
+            out.append({"what": f"{rest.capitalize()} of {len(members)} {_LESION_WORDS.get(organ, organ)} lesions",
+                        "why": why})
+            continue
+        for _, item in members:
+            out.append({"what": _humanise(findings, item.get("what", ""), lesions), "why": item.get("why", "")})
+    return out
+
+
+_ORGAN_WORDS = {
+    "liver": "liver", "spleen": "spleen", "pancreas": "pancreas", "kidney_right": "right kidney",
+    "kidney_left": "left kidney", "gall_bladder": "gallbladder", "adrenal_gland_right": "right adrenal gland",
+    "adrenal_gland_left": "left adrenal gland", "intestine": "small intestine", "bladder": "urinary bladder",
+}
+_LESION_WORDS = {"liver": "liver", "pancreas": "pancreatic", "kidney": "kidney"}
+KIND_WORDS = {"pdac": "PDAC", "pnet": "PNET"}
+
+
+def lesion_title_text(lesion: dict) -> str:
+    """"Liver lesion 1", "Pancreatic PDAC 2" ... as the report names a lesion."""
+    kind = lesion.get("kind") or "lesion"
+    text = f"{_LESION_WORDS.get(lesion.get('organ'), lesion.get('organ'))} {KIND_WORDS.get(kind, kind)} " \
+           f"{_lesion_number(lesion)}"
+    return text[:1].upper() + text[1:]
+
+
+def _humanise(findings: dict, what: str, lesions: dict | None = None) -> str:
+    """A not-assessable item's subject in words: lesion ids and organ keys become their names."""
+    head, _, rest = str(what).partition(" ")
+    lesions = lesions if lesions is not None else {l.get("id"): l for l in findings.get("lesions", [])}
+    if head in lesions:
+        return f"{lesion_title_text(lesions[head])} {rest}".strip()
+    if head in _ORGAN_WORDS or head in (findings.get("organs") or {}):
+        word = _ORGAN_WORDS.get(head, head.replace("_", " "))
+        return f"{word[:1].upper()}{word[1:]} {rest}".strip()
+    return str(what).replace("_", " ")
 
 
 def report_context(findings: dict, key_images: dict | None = None, key_image_note: str | None = None) -> dict:
@@ -271,7 +368,7 @@ def report_context(findings: dict, key_images: dict | None = None, key_image_not
         "rules": rules,
         "sections": _sections(findings),
         "impression": _impression(findings),
-        "not_assessable": findings.get("not_assessable", []),
+        "not_assessable": _not_assessable_lines(findings),
         "warnings": findings.get("warnings", []),
         "lesion_number": {l.get("id"): _lesion_number(l) for l in findings.get("lesions", [])},
         "staging": {l.get("id"): _staging(l) for l in findings.get("lesions", [])},
@@ -299,18 +396,51 @@ def render_markdown(findings: dict, template_dir=None) -> str:
     return _render("report.md.j2", report_context(findings), template_dir)
 
 
-def render_html(findings: dict, case=None, template_dir=None) -> str:
-    """One self-contained HTML page: organ table, structured report and, given the
-    :class:`~RadGPTLogic.case.Case`, a key image per lesion (inline PNG data URIs)."""
+#: Key images per lesion organ in report.html: the largest lesions get one, the rest are listed.
+KEY_IMAGES_PER_ORGAN = 10
+
+
+def key_image_lesions(findings: dict) -> list:
+    """Ids of the lesions that get a key image: the :data:`KEY_IMAGES_PER_ORGAN` largest of each organ."""
+    chosen, per_organ = [], {}
+    for lesion in sorted(findings.get("lesions", []), key=lambda l: -(l.get("volume_ml") or 0.0)):
+        n = per_organ.get(lesion.get("organ"), 0)
+        if n < KEY_IMAGES_PER_ORGAN:
+            chosen.append(lesion.get("id"))
+            per_organ[lesion.get("organ")] = n + 1
+    return chosen
+
+
+def _html_key_images(findings: dict, case) -> tuple:
     images, note = {}, None
     if case is None:
         note = "no key images (the renderer was not given the case's CT and masks)"
     else:
         from .keyimages import key_images
 
-        for lesion_id, ki in key_images(case, findings).items():
+        for lesion_id, ki in key_images(case, findings, only=key_image_lesions(findings)).items():
             images[lesion_id] = {
                 "src": ki.data_uri(), "width": ki.width, "height": ki.height, "note": ki.note,
                 "has_ct": ki.has_ct, "labels": ki.labels,
             }
+    return images, note
+
+
+def render_html(findings: dict, case=None, template_dir=None) -> str:
+    """One self-contained HTML page: organ table, structured report and, given the
+    :class:`~RadGPTLogic.case.Case`, a key image per lesion (inline PNG data URIs; the
+    largest :data:`KEY_IMAGES_PER_ORGAN` lesions of each organ)."""
+    images, note = _html_key_images(findings, case)
     return _render("report.html.j2", report_context(findings, images, note), template_dir)
+
+
+def render_reports(findings: dict, case=None, template_dir=None) -> dict:
+    """``{"report.txt", "report.md", "report.html"}`` from one shared context (built once)."""
+    context = report_context(findings)
+    images, note = _html_key_images(findings, case)
+    return {
+        "report.txt": _render("report.txt.j2", context, template_dir),
+        "report.md": _render("report.md.j2", context, template_dir),
+        "report.html": _render("report.html.j2", {**context, "key_images": images, "key_image_note": note},
+                               template_dir),
+    }

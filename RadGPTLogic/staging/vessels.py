@@ -1,18 +1,26 @@
 """The seven vessels of pancreatic staging, from whatever masks the case has.
 
-Keys (CONTRACT §3 ``vessel_contact_deg``): ``SMA``, ``CA``, ``CHA``, ``SMV``, ``PV``,
+Keys (docs/CONTRACT.md §3 ``vessel_contact_deg``): ``SMA``, ``CA``, ``CHA``, ``SMV``, ``PV``,
 ``aorta``, ``IVC``.  Sources, first match wins:
 
 =======  =====================================================================
 SMA      ``superior_mesenteric_artery``
 CA       ``celiac_trunk``; else the trunk split from ``celiac_aa``
 CHA      ``common_hepatic_artery``; else the right-hand branch split from ``celiac_aa``
-SMV      ``superior_mesenteric_vein``; else split from ``veins``; else from the
-         SMV/PV trunk isolated in ``portal_vein_and_splenic_vein``
-PV       ``portal_vein``; else split from ``veins``; else as for the SMV
+SMV      ``superior_mesenteric_vein``; else from the combined trunk: ``veins``, or
+         the SMV/PV trunk isolated in ``portal_vein_and_splenic_vein``
+PV       ``portal_vein``; else from the combined trunk, as for the SMV
 aorta    ``aorta``
 IVC      ``postcava``
 =======  =====================================================================
+
+The combined trunk (:func:`~RadGPTLogic.anatomy.veins.combined_trunk`) serves
+the SMV/PV pair in two ways.  With one of the pair given as its own mask (the
+usual TotalSegmentator / AbdomenAtlas pair: ``superior_mesenteric_vein`` plus
+``portal_vein_and_splenic_vein``), the other is the trunk minus the given mask on
+its side of the confluence (:func:`~RadGPTLogic.anatomy.veins.other_vein`).  With
+neither given, the trunk is split at the bend of its centreline
+(:func:`~RadGPTLogic.anatomy.veins.split_veins`).
 
 A vessel with no source is None: its contact is reported as null ("mask not
 given"), never as 0.
@@ -53,18 +61,23 @@ def resolve_vessels(case: Case) -> dict:
                 out[key] = {"crop": split[name], "source": f"celiac_aa split ({split.get('how', '')})".strip()}
 
     if out["SMV"]["crop"] is None or out["PV"]["crop"] is None:
-        from ..anatomy.veins import split_veins, venous_trunk
+        from ..anatomy.veins import combined_trunk, other_vein, split_veins
 
-        combined, how = None, None
-        if _present(case, "veins") is not None:
-            combined, how = case.crop("veins"), "veins split"
-        elif _present(case, "portal_vein_and_splenic_vein") is not None:
-            trunk, trunk_how = venous_trunk(case)
-            if trunk is not None and not trunk.is_empty:
-                combined, how = trunk, f"portal_vein_and_splenic_vein trunk ({trunk_how})"
-        if combined is not None:
-            smv, pv = split_veins(combined, case.affine)
+        smv, pv = out["SMV"]["crop"], out["PV"]["crop"]
+        trunk, how, _ = combined_trunk(case, smv if smv is not None else pv)
+        if trunk is None:
+            return out
+        if smv is None and pv is None:
+            smv, pv = split_veins(trunk, case.affine)
             for key, crop in (("SMV", smv), ("PV", pv)):
-                if out[key]["crop"] is None and not crop.is_empty:
-                    out[key] = {"crop": crop, "source": how}
+                if not crop.is_empty:
+                    out[key] = {"crop": crop, "source": f"{how}, split at the confluence bend"}
+        else:
+            given_is = "SMV" if smv is not None else "PV"
+            missing = "PV" if given_is == "SMV" else "SMV"
+            crop, info = other_vein(trunk, smv if smv is not None else pv, given_is, case.affine)
+            if not crop.is_empty:
+                where = "above" if missing == "PV" else "below"
+                out[missing] = {"crop": crop, "source": (
+                    f"{how} minus {DIRECT[given_is]}, {where} the confluence ({info['extent_mm']:.0f} mm long)")}
     return out

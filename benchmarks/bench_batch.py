@@ -1,0 +1,121 @@
+"""Benchmark: `radgpt batch` throughput, executor overhead and client memory (issue 13).
+
+Cases: small phantoms (``RadGPTLogic.phantom``, size="small", 4 x 4 x 5 mm voxels,
+five lesion mixes), hard-linked copies of five written cases.
+
+Measured, each batch in a fresh process (``--force``: every case recomputed):
+
+* **throughput**: 200 cases with the local executor and 1 worker, 2 workers, and a
+  2-worker Dask ``LocalCluster`` (goal: 2 workers >= 1.8 x one);
+* **overhead per case**: a runner that does nothing (the case's work is nil), 200 and
+  2,000 cases, local 2 workers and Dask 2 workers: wall time per case is what the
+  executor itself costs;
+* **client memory**: the batch process's peak RSS (``ru_maxrss``) with the Dask
+  executor at 200 and 2,000 no-op cases (goal: flat as the case count grows).
+
+Usage::
+
+    python benchmarks/bench_batch.py [--work benchmarks/_work/batch] [--cases 200] [--many 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+RUN_CODE = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[5])
+from RadGPTLogic.dataset.batch import run_batch
+root, out, executor, workers, _, runner = sys.argv[1:7]
+kw = {}
+if runner == "noop":
+    from bench_batch import noop_runner
+    kw["runner"] = noop_runner
+t0 = time.perf_counter()
+result = run_batch(root, out, executor=executor, workers=int(workers), resume=False, tables=False, **kw)
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "exit_code": result.exit_code, "counts": result.counts,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def noop_runner(case_dir, out_dir, **kw):
+    """A case whose work is nil: the executor's own cost per case remains."""
+    return {"case_id": Path(case_dir).name, "lesions": []}
+
+
+def build_root(root: Path, n: int) -> Path:
+    """``n`` case folders: hard links to five phantom cases written once."""
+    from RadGPTLogic.phantom import build_phantom, default_lesions, write_case
+
+    if root.is_dir() and len(list(root.iterdir())) == n:
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    seeds = root.parent / (root.name + "_seeds")
+    if not seeds.is_dir():
+        lesions = default_lesions()
+        for i, les in enumerate([lesions, lesions[:2], [], [lesions[2]], lesions[3:]]):
+            write_case(build_phantom(size="small", spacing=(4.0, 4.0, 5.0), seed=i, lesions=les), seeds,
+                       case_id=f"SEED_{i}")
+    for i in range(n):
+        src = seeds / f"SEED_{i % 5}"
+        dst = root / f"BDMAP_{i + 1:08d}"
+        shutil.copytree(src, dst, copy_function=os.link)
+    return root
+
+
+def run(root: Path, out: Path, executor: str, workers: int, runner: str = "report") -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
+    proc = subprocess.run([sys.executable, "-c", RUN_CODE, str(root), str(out), executor, str(workers), str(HERE),
+                           runner], capture_output=True, text=True, env=env)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"batch failed: {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["cases"] = sum(result["counts"].values())
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=HERE / "_work" / "batch")
+    ap.add_argument("--cases", type=int, default=200)
+    ap.add_argument("--many", type=int, default=2000)
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    small = build_root(args.work / f"root_{args.cases}", args.cases)
+    many = build_root(args.work / f"root_{args.many}", args.many)
+    rows = {}
+    for name, executor, workers in (("local-1", "local", 1), ("local-2", "local", 2), ("dask-2", "dask", 2)):
+        r = run(small, args.work / "out", executor, workers)
+        assert r["counts"]["ok"] == args.cases, r
+        rows[name] = r
+        print(f"{name}: {args.cases} cases in {r['seconds']:.1f} s = {args.cases / r['seconds']:.2f} cases/s, "
+              f"client peak {r['peak_mb']:.0f} MB", flush=True)
+    print(f"local 2 workers / 1: {rows['local-1']['seconds'] / rows['local-2']['seconds']:.2f}x; "
+          f"dask 2 workers / local 1: {rows['local-1']['seconds'] / rows['dask-2']['seconds']:.2f}x")
+    noop = {}
+    for n, root in ((args.cases, small), (args.many, many)):
+        for name, executor in (("local-2", "local"), ("dask-2", "dask")):
+            r = noop[name, n] = run(root, args.work / "out", executor, 2, runner="noop")
+            print(f"no-op {name} {n} cases: {r['seconds']:.1f} s ({1000 * r['seconds'] / n:.1f} ms per case with "
+                  f"start-up), client peak {r['peak_mb']:.0f} MB", flush=True)
+    for name in ("local-2", "dask-2"):
+        extra = noop[name, args.many]["seconds"] - noop[name, args.cases]["seconds"]
+        print(f"{name}: marginal executor cost {1000 * extra / (args.many - args.cases):.1f} ms per case "
+              f"(2 workers, start-up excluded); client peak {noop[name, args.cases]['peak_mb']:.0f} MB at "
+              f"{args.cases} cases, {noop[name, args.many]['peak_mb']:.0f} MB at {args.many}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
