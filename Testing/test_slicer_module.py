@@ -251,6 +251,57 @@ def test_messages_carry_arrays_out_of_band():
         ipc.recv(io.BytesIO(b"\x00" * 3))
 
 
+def _paint_in_mode(phantom, mode):
+    """A fresh panel; one lesion stroke inside the liver in editor overwrite ``mode``; the findings after it."""
+    harness.reset()
+    volume = harness.add_volume(phantom.ct, phantom.affine)
+    seg = harness.add_segmentation(volume, phantom.masks, shared=True, separate=COUINAUD)
+    module, widget = harness.open_panel()
+    try:
+        widget._editorNode.SetOverwriteMode(mode)
+        widget.ui.computeButton.click()
+        assert harness.wait_until(lambda: widget._findings is not None and not widget.controller.busy, 120)
+        c = np.argwhere(phantom.masks["liver"])
+        c = c[len(c) // 2]
+        stroke(widget, seg, "liver_lesion", ((c[0] - 4, c[0] + 5), (c[1] - 4, c[1] + 5), (c[2] - 2, c[2] + 3)))
+        assert harness.wait_until(lambda: not widget.controller.stale and not widget.controller.busy, 60)
+        liver = seg.GetSegmentation().fake_segment_mask(segment_id(seg, "liver")).sum()
+        rows = [[widget.ui.findingsTable.item(r, c).text() for c in range(widget.ui.findingsTable.columnCount())]
+                for r in range(widget.ui.findingsTable.rowCount())]
+        return widget._findings, rows, int(liver)
+    finally:
+        widget.cleanup()
+
+
+@pytest.fixture(scope="module")
+def both_modes(phantom):
+    return (_paint_in_mode(phantom, slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments),
+            _paint_in_mode(phantom, slicer.vtkMRMLSegmentEditorNode.OverwriteNone))
+
+
+def _without(findings, lesion_keys=()):
+    out = {k: v for k, v in findings.items() if k not in ("provenance", "warnings", "lesions")}
+    out["lesions"] = [{k: v for k, v in l.items() if k not in lesion_keys} for l in findings["lesions"]]
+    return out
+
+
+def test_both_editor_modes_give_the_same_findings_table(both_modes):
+    """Overwrite-all carves the painted lesion out of the liver segment (and of the Couinaud segment
+    masks on their own layers), allow-overlap keeps it inside: the engine counts an organ's lesions as
+    part of it either way, so the panel shows the same table and the same numbers."""
+    (carved, carved_rows, carved_liver), (kept, kept_rows, kept_liver) = both_modes
+    assert carved_liver < kept_liver  # the segmentations really differ
+    assert carved_rows == kept_rows and len(carved_rows) == len(kept["lesions"])
+    assert _without(carved, ("couinaud_by",)) == _without(kept, ("couinaud_by",))
+
+
+@pytest.mark.xfail(strict=True, reason="engine: lesion voxels carved out of the Couinaud segment masks are "
+                                       "assigned by the nearest segment, so couinaud_by says so (same segment)")
+def test_both_editor_modes_explain_the_location_alike(both_modes):
+    (carved, _, _), (kept, _, _) = both_modes
+    assert _without(carved) == _without(kept)
+
+
 def test_edits_before_compute_do_not_hang_the_status():
     harness.reset()
     p = build_phantom(size="small")
