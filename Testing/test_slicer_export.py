@@ -191,6 +191,13 @@ def llm_server_class():
     return ScriptedLLMServer
 
 
+def start_narrative(widget, server):
+    """Opt in, point the panel at ``server`` and press Write narrative."""
+    widget.ui.endpointLineEdit.setText(server.url)
+    widget.ui.narrativeOptInCheckBox.setChecked(True)
+    widget.ui.narrativeButton.click()
+
+
 def test_narrative_is_opt_in_and_says_what_leaves_the_machine(panel):
     widget = panel[0]
     widget.ui.narrativeOptInCheckBox.setChecked(False)
@@ -212,10 +219,8 @@ def test_accepted_narrative_is_shown_checked_and_saved(panel, tmp_path):
     widget, volume, seg = panel
     Server = llm_server_class()
     with Server(structured_echo) as server:
-        widget.ui.endpointLineEdit.setText(server.url)
         widget.ui.modelLineEdit.setText(server.model)
-        widget.ui.narrativeOptInCheckBox.setChecked(True)
-        widget.ui.narrativeButton.click()
+        start_narrative(widget, server)
         assert harness.wait_until(lambda: widget._narrativeJob is None, 60)
         sent = json.dumps(server.requests)
     assert widget.ui.narrativeCheckLabel.text().startswith("Fact check passed")
@@ -240,9 +245,7 @@ def test_a_narrative_that_fails_the_check_falls_back_to_the_structured_report(pa
     widget = panel[0]
     Server = llm_server_class()
     with Server(swapped_sides) as server:
-        widget.ui.endpointLineEdit.setText(server.url)
-        widget.ui.narrativeOptInCheckBox.setChecked(True)
-        widget.ui.narrativeButton.click()
+        start_narrative(widget, server)
         assert harness.wait_until(lambda: widget._narrativeJob is None, 60)
         assert len(server.requests) >= 2  # retried with the checker's errors before falling back
     label = widget.ui.narrativeCheckLabel.text()
@@ -255,9 +258,7 @@ def test_cancel_drops_a_slow_answer(panel):
     widget = panel[0]
     Server = llm_server_class()
     with Server(structured_echo, delay_s=1.5) as server:
-        widget.ui.endpointLineEdit.setText(server.url)
-        widget.ui.narrativeOptInCheckBox.setChecked(True)
-        widget.ui.narrativeButton.click()
+        start_narrative(widget, server)
         assert harness.wait_until(lambda: server.requests, 30)
         widget.ui.narrativeCancelButton.click()
         assert "cancelled" in widget.ui.narrativeCheckLabel.text()
@@ -272,9 +273,7 @@ def test_a_narrative_for_older_findings_is_marked_and_not_saved(panel, tmp_path,
     widget, volume, seg = panel
     Server = llm_server_class()
     with Server(structured_echo) as server:
-        widget.ui.endpointLineEdit.setText(server.url)
-        widget.ui.narrativeOptInCheckBox.setChecked(True)
-        widget.ui.narrativeButton.click()
+        start_narrative(widget, server)
         assert harness.wait_until(lambda: widget._narrativeJob is None, 60)
     c = np.argwhere(phantom.masks["liver_lesion"]).mean(axis=0).astype(int)
     stroke(widget, seg, "liver_lesion", ((c[0] - 9, c[0] + 9), (c[1] - 2, c[1] + 2), (c[2] - 1, c[2] + 1)))
