@@ -100,11 +100,9 @@ def copy_case(src: Path, dst: Path) -> None:
 
 
 def scripted_server_class():
-    """The project's local OpenAI-compatible test server (in the package today; moving to Testing/)."""
-    try:
-        from RadGPTLogic.llm.testserver import ScriptedLLMServer
-    except ImportError:  # pragma: no cover - after the move
-        from testserver import ScriptedLLMServer
+    """The project's local OpenAI-compatible test server (``Testing/llm_server.py``)."""
+    from llm_server import ScriptedLLMServer
+
     return ScriptedLLMServer
 
 

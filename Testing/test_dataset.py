@@ -365,7 +365,10 @@ def test_export_triplets_files_links_and_metadata(run_w2, root, tmp_path):
             assert row[f"largest_lesion_mm_{organ}"] == (repr(max(sizes)) if sizes else "")
             if sizes:
                 assert float(row[f"largest_lesion_mm_{organ}"]) == max(sizes)
-            assert int(row[f"n_lesions_{organ}"]) == len(sizes)
+            if findings["lesions_assessed"][organ]:
+                assert int(row[f"n_lesions_{organ}"]) == len(sizes)
+            else:  # no lesion mask for that organ: not assessed, never "0 lesions"
+                assert row[f"n_lesions_{organ}"] == "" and not sizes
         assert float(row["liver_volume_ml"]) == findings["organs"]["liver"]["volume_ml"]
         assert row["phase"] == findings["phase"] == "unknown"
         assert row["report_path"] == f"{case_id}/report.txt" and row["narrative_path"] == ""

@@ -6,8 +6,9 @@ import copy
 import json
 import typing
 
-import jsonschema
 import pytest
+
+jsonschema = pytest.importorskip("jsonschema")
 from conftest import load_findings, real_path, run_cli
 
 from RadGPTLogic.case import Case
