@@ -175,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("import", help="turn a multi-label NIfTI or Slicer .seg.nrrd into a case folder")
     i.add_argument("seg", help="multi-label .nii.gz or .seg.nrrd")
-    i.add_argument("--labels", help="label table: total, abdomenatlas, abdomenatlas3, amos, a dataset.json or a JSON/colour "
-                                    "table; for a .seg.nrrd, a JSON file mapping segment names to structure names")
+    i.add_argument("--labels", help="label table: total, abdomenatlas, abdomenatlas3, amos, a dataset.json or a "
+                                    "JSON/colour table; for a .seg.nrrd, a JSON file mapping segment names to "
+                                    "structure names")
     i.add_argument("--ct", help="CT on the same grid (copied into the case): a NIfTI file or a DICOM series folder")
     i.add_argument("--dicom-series", metavar="UID",
                    help="SeriesInstanceUID when the --ct folder holds several series (default: the CT series "

@@ -167,7 +167,8 @@ class Engine:
                 continue
             lesion_names = [m for m in _organ_lesion_masks(name) if m in effective]
             key = ("organ", name, self._digest(name), tuple(effective[m][1] for m in lesion_names))
-            findings.organs[name] = dict(self._cached(key, lambda: self._organ(name, [effective[m][0] for m in lesion_names])))
+            findings.organs[name] = dict(
+                self._cached(key, lambda: self._organ(name, [effective[m][0] for m in lesion_names])))
             entry = findings.organs[name]
             if entry.get("empty"):
                 findings.not_assessable.append({"what": f"{name}", "why": "organ mask is empty"})
@@ -209,9 +210,10 @@ class Engine:
                 entry["mask"] = mask_name
                 entry.update(self._lesion_context(organ, comp, entry, findings, ctx))
                 per_organ[organ].append(entry)
-        for organ, entries in per_organ.items():
+        for entries in per_organ.values():
             # Largest first; ties in mask order, then by rank as a number (2 before 10).
-            entries.sort(key=lambda e: (-e["voxel_count"], vocab.LESIONS.index(e["mask"]), int(e["id"].rsplit("_", 1)[1])))
+            entries.sort(key=lambda e: (-e["voxel_count"], vocab.LESIONS.index(e["mask"]),
+                                        int(e["id"].rsplit("_", 1)[1])))
             findings.lesions.extend(entries)
 
         self._derived = {}
@@ -234,7 +236,8 @@ class Engine:
         for organ, generic in vocab.GENERIC_LESION.items():
             if generic not in out or out[generic][0].is_empty:
                 continue
-            typed = [m for m in out if m != generic and vocab.LESION_ORGAN_KIND[m][0] == organ and not out[m][0].is_empty]
+            typed = [m for m in out
+                     if m != generic and vocab.LESION_ORGAN_KIND[m][0] == organ and not out[m][0].is_empty]
             if not typed:
                 continue
             crop = out[generic][0]
@@ -385,7 +388,8 @@ class Engine:
                 from .anatomy.liver import portal_bifurcation_z
 
                 pv = ctx["vessels"]["PV"]["crop"]
-                ctx["bifurcation_z"] = self._cached(("bifurcation", vkey), lambda: portal_bifurcation_z(pv, case.affine))
+                ctx["bifurcation_z"] = self._cached(("bifurcation", vkey),
+                                                    lambda: portal_bifurcation_z(pv, case.affine))
         if case.has("pancreas") and not case.crop("pancreas").is_empty:
             from .anatomy.pancreas import pancreas_parts
 
@@ -430,7 +434,8 @@ class Engine:
         parenchyma = kidney_parenchyma(self._view, side, kidney_lesions)
         kidney_entry = findings.organs.get(f"kidney_{side}", {})
         pole = kidney_pole(self._view, comp, parenchyma, bool(kidney_entry.get("complete")))
-        out = {"kidney_pole_rule": pole["kidney_pole_rule"], "exophytic_fraction": exophytic_fraction(comp, parenchyma, self.case.affine)}
+        out = {"kidney_pole_rule": pole["kidney_pole_rule"],
+               "exophytic_fraction": exophytic_fraction(comp, parenchyma, self.case.affine)}
         if pole["kidney_pole"] is None:
             findings.not_assessable.append({"what": f"{entry['id']} kidney pole", "why": pole["kidney_pole_rule"]})
         else:

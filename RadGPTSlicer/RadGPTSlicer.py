@@ -20,19 +20,17 @@ from typing import Annotated
 
 import numpy as np
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import (
     Choice,
     parameterNodeWrapper,
 )
-
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.ScriptedLoadableModule import *
+from slicer.util import VTKObservationMixin
 
 import RadGPTSlicerLib
 
@@ -702,8 +700,10 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def save(session):
             saved = session.save_case(folder, caseId, narrative)
-            return _("Saved {case} to {folder}: cases/{case}/ (CT, masks), reports/{case}/ (findings, reports{extra}).").format(
-                case=saved["case_id"], folder=folder, extra=_(", narrative") if saved["narrative"] else "")
+            message = _(
+                "Saved {case} to {folder}: cases/{case}/ (CT, masks), reports/{case}/ (findings, reports{extra}).")
+            return message.format(case=saved["case_id"], folder=folder,
+                                  extra=_(", narrative") if saved["narrative"] else "")
 
         self._runExport(_("Save case"), save)
 

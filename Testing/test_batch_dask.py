@@ -25,6 +25,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from batch_helpers import CopySegmenter, alive, marking_runner, marks  # noqa: E402
+
 from RadGPTLogic.dataset.batch import run_batch  # noqa: E402
 from RadGPTLogic.phantom import build_phantom, default_lesions, write_case  # noqa: E402
 
@@ -322,6 +323,7 @@ def test_segmentation_tasks_go_to_the_gpu_worker_and_set_up_once(root, tmp_path)
 
 def test_narratives_are_limited_cluster_wide(root, cluster, tmp_path):
     from batch_helpers import narrative_reply, scripted_server_class
+
     from RadGPTLogic.llm.client import LLMConfig
 
     out = tmp_path / "out"

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from batch_helpers import alive, marks
+
 from RadGPTLogic.dataset.batch import Progress, run_batch
 from RadGPTLogic.phantom import build_phantom, default_lesions, write_case
 

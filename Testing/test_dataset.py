@@ -26,8 +26,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from RadGPTLogic.dataset import batch as batch_mod
 from RadGPTLogic.cli import main as cli_main
+from RadGPTLogic.dataset import batch as batch_mod
 from RadGPTLogic.dataset.batch import normalise_phase, read_ids, read_phase_csv, run_batch
 from RadGPTLogic.dataset.triplets import METADATA_COLUMNS
 from RadGPTLogic.io.atomic import write_files_atomically
@@ -182,7 +182,8 @@ def test_resume_skips_done_cases_and_recomputes_a_changed_mask(root, run_w1, tmp
     assert recorded == hashlib.sha256(path.read_bytes()).hexdigest()
 
     # A new mask file is a changed input too; --force recomputes everything.
-    shutil.copy(root2 / GOOD[2] / "segmentations" / "liver.nii.gz", root2 / GOOD[2] / "segmentations" / "liver_cyst.nii.gz")
+    masks2 = root2 / GOOD[2] / "segmentations"
+    shutil.copy(masks2 / "liver.nii.gz", masks2 / "liver_cyst.nii.gz")
     _cli("batch", root2, "--out", out, "--workers", "1")
     rows, _ = _summary(out)
     assert rows[GOOD[2]]["status"] == "ok" and "liver_cyst.nii.gz added" in rows[GOOD[2]]["note"]
@@ -394,7 +395,8 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
     # An accepted narrative that still passes the fact check, and an "accepted" one that no longer does.
     # (The "not assessable" steatosis sentences of an unknown-phase report are left out: the fact checker
     # reads them as a steatosis claim.)
-    good_text = re.sub(r" (Steatosis|Fatty pancreas) not assessable[^.]*\.", "", (out / GOOD[0] / "report.txt").read_text())
+    good_text = re.sub(r" (Steatosis|Fatty pancreas) not assessable[^.]*\.", "",
+                       (out / GOOD[0] / "report.txt").read_text())
     # Written as `radgpt narrative` writes them (through the output folder's manifest).
     write_files_atomically(out / GOOD[0], {"narrative.txt": good_text,
                                            "narrative_check.json": json.dumps({"status": "accepted"})})
@@ -408,7 +410,8 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
     rc, _, stderr = _cli("export-triplets", out, "--dest", dataset, "--copy", "--narrative")
     assert rc == 0, stderr
     ct = dataset / GOOD[0] / "ct.nii.gz"
-    assert not os.path.samefile(ct, root / GOOD[0] / "ct.nii.gz") and ct.read_bytes() == (root / GOOD[0] / "ct.nii.gz").read_bytes()
+    source_ct = root / GOOD[0] / "ct.nii.gz"
+    assert not os.path.samefile(ct, source_ct) and ct.read_bytes() == source_ct.read_bytes()
     assert (dataset / GOOD[0] / "narrative.txt").read_text() == good_text
     assert not (dataset / GOOD[1] / "narrative.txt").exists()
     assert not (dataset / GOOD[2] / "narrative.txt").exists()

@@ -24,7 +24,9 @@ import pytest
 
 from RadGPTLogic.case import Case
 from RadGPTLogic.errors import InputError
+from RadGPTLogic.geometry import from_canonical, grid_deviation_mm, source_affine
 from RadGPTLogic.io.assemble import case_with_dicom_ct
+from RadGPTLogic.io.casefolder import load_case, write_case_folder
 from RadGPTLogic.io.dicom import (
     INSTALL_HINT,
     is_dicom_folder,
@@ -32,10 +34,7 @@ from RadGPTLogic.io.dicom import (
     read_dicom_series,
     read_dicom_series_info,
 )
-from RadGPTLogic.geometry import source_affine
-from RadGPTLogic.io.casefolder import load_case, write_case_folder
 from RadGPTLogic.io.labelmaps import case_from_labelmap
-from RadGPTLogic.geometry import from_canonical, grid_deviation_mm
 from RadGPTLogic.io.nifti import read_nifti
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"

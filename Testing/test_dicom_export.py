@@ -126,8 +126,9 @@ def _segment_in_canonical(seg, number, case, headers):
     pix = seg.pixel_array
     if pix.ndim == 2:
         pix = pix[None]
-    row_dir = np.array(seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient[:3], float)
-    col_dir = np.array(seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient[3:], float)
+    orientation = seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+    row_dir = np.array(orientation[:3], float)
+    col_dir = np.array(orientation[3:], float)
     dr, dc = (float(v) for v in seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing)
     inv = np.linalg.inv(case.affine)
     out = np.zeros(case.shape, bool)
@@ -352,8 +353,9 @@ def trusted(repaired_series):
 
 
 def _export(case, findings, series, out, **kw):
-    from RadGPTLogic.io.dicom_export import export_dicom
     import pydicom
+
+    from RadGPTLogic.io.dicom_export import export_dicom
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -7,14 +7,14 @@ import json
 import typing
 
 import pytest
-
-jsonschema = pytest.importorskip("jsonschema")
 from conftest import load_findings, real_path, run_cli
 
 from RadGPTLogic.case import Case
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.findings import LESION_KEYS, ORGAN_KEYS, LesionEntry, OrganEntry, findings_schema
 from RadGPTLogic.phantom import build_phantom, staging_lesions
+
+jsonschema = pytest.importorskip("jsonschema")
 
 
 @pytest.fixture(scope="module")

@@ -179,9 +179,9 @@ def test_many_sub_threshold_components_reach_the_impression():
 # ---------------------------------------------------------------------- text defects
 
 def test_a_right_kidney_lesion_is_listed_under_the_right_kidney():
-    from RadGPTLogic.phantom import build_phantom, default_lesions
     from RadGPTLogic.case import Case
     from RadGPTLogic.engine import Engine
+    from RadGPTLogic.phantom import build_phantom, default_lesions
     from RadGPTLogic.report.structured import render_text
 
     cyst = [l for l in default_lesions() if l.mask == "kidney_cyst"]  # in the right kidney

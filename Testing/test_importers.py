@@ -15,9 +15,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from RadGPTLogic.io.casefolder import load_case, write_case_folder
 from RadGPTLogic.case import Case
 from RadGPTLogic.errors import InputError
+from RadGPTLogic.io.casefolder import load_case, write_case_folder
 from RadGPTLogic.io.label_tables import (
     ABDOMENATLAS_3_0,
     AMOS,
@@ -242,7 +242,8 @@ def test_plain_json_colour_table_and_itksnap_tables(tmp_path):
     lab = small_label_map()
     path = save_nifti(tmp_path / "lab.nii.gz", lab, LPS_AFFINE)
 
-    (tmp_path / "plain.json").write_text(json.dumps({"1": "liver", "2": "hepatic tumor", "3": "pancreas", "7": "mystery organ"}))
+    (tmp_path / "plain.json").write_text(
+        json.dumps({"1": "liver", "2": "hepatic tumor", "3": "pancreas", "7": "mystery organ"}))
     (tmp_path / "colours.ctbl").write_text(
         "# Slicer colour table\n0 Background 0 0 0 0\n1 liver 200 100 50 255\n"
         "2 liver_tumor 255 0 0 255\n3 pancreas 0 255 0 255\n\n"
@@ -336,7 +337,8 @@ def test_label_map_on_ct_grid_in_another_orientation_is_accepted(tmp_path):
     ct_path = save_nifti(tmp_path / "ct.nii.gz", np.ascontiguousarray(ct), ras_affine)
     case = case_from_labelmap(lab_path, table={"3": "pancreas"}, ct_path=ct_path)
     assert nib.aff2axcodes(nib.load(str(ct_path)).affine) == ("R", "A", "S")
-    np.testing.assert_allclose(crop_centroid_ras(case, "pancreas"), ras_centroid_of_value(lab, LPS_AFFINE, 3), atol=1e-9)
+    np.testing.assert_allclose(crop_centroid_ras(case, "pancreas"), ras_centroid_of_value(lab, LPS_AFFINE, 3),
+                               atol=1e-9)
 
 
 def test_nan_ct_is_an_error_naming_the_ct(tmp_path):
@@ -473,7 +475,8 @@ def test_seg_nrrd_in_ras_space_written_with_pynrrd(tmp_path):
     assert set(case.structures) == {"spleen", "kidney_right"}
     assert "femur left" in case.ignored
     np.testing.assert_allclose(crop_centroid_ras(case, "spleen"), ras_centroid_ijk(lab == 1, ijk_to_ras), atol=1e-9)
-    np.testing.assert_allclose(crop_centroid_ras(case, "kidney_right"), ras_centroid_ijk(lab == 2, ijk_to_ras), atol=1e-9)
+    np.testing.assert_allclose(crop_centroid_ras(case, "kidney_right"), ras_centroid_ijk(lab == 2, ijk_to_ras),
+                               atol=1e-9)
 
 
 def test_seg_nrrd_on_a_box_of_the_ct_grid(tmp_path):

@@ -7,16 +7,16 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import real_path
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.geometry import from_canonical, to_canonical
 from RadGPTLogic.io.nifti import read_nifti
 
-from conftest import real_path
-
 
 @pytest.mark.parametrize("dtype", ["<i2", ">i2", "<f4", ">f8", "u1", "<i4"])
-@pytest.mark.parametrize("klass,suffix", [(nib.Nifti1Image, ".nii.gz"), (nib.Nifti2Image, ".nii"), (nib.Nifti1Image, ".nii")])
+@pytest.mark.parametrize("klass,suffix",
+                         [(nib.Nifti1Image, ".nii.gz"), (nib.Nifti2Image, ".nii"), (nib.Nifti1Image, ".nii")])
 def test_voxels_match_nibabel(tmp_path, dtype, klass, suffix):
     rng = np.random.default_rng(0)
     arr = (rng.random((7, 5, 4)) * 100).astype(dtype)

@@ -32,7 +32,8 @@ def ct_sm_case(tmp_path_factory):
     seg = nib.load(seg_path)
     labels = np.asarray(seg.dataobj)
     for value, name in TS_LABELS.items():
-        nib.save(nib.Nifti1Image((labels == value).astype(np.uint8), seg.affine), case / "segmentations" / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image((labels == value).astype(np.uint8), seg.affine),
+                 case / "segmentations" / f"{name}.nii.gz")
     return case
 
 
@@ -54,7 +55,7 @@ def _touches_edge(mask: np.ndarray) -> bool:
 
 def test_uncut_organs_match_totalsegmentator_volume(ct_sm_findings, ct_sm_case, ts_stats):
     checked = 0
-    for value, ts_name in TS_LABELS.items():
+    for ts_name in TS_LABELS.values():
         ours = {"gallbladder": "gall_bladder", "inferior_vena_cava": "postcava"}.get(ts_name, ts_name)
         if ours not in ct_sm_findings["organs"]:
             continue  # vessels are not organs

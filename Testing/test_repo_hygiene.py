@@ -23,7 +23,8 @@ def test_ci_runs_the_readme_test_command():
     assert m, "README must state its test command"
     command = m.group(1)
     assert command in readme.split("Install and run the tests:")[1].split("```")[1]
-    ci_lines = [l.strip() for l in (REPO / ".ci" / "run").read_text().splitlines() if l.strip() and not l.strip().startswith("#")]
+    ci_lines = [l.strip() for l in (REPO / ".ci" / "run").read_text().splitlines()
+                if l.strip() and not l.strip().startswith("#")]
     assert ci_lines[-1] == command
 
 
@@ -36,7 +37,8 @@ def test_core_never_imports_slicer_vtk_qt():
 def test_report_command_does_not_import_heavy_libraries():
     code = (
         "import sys, RadGPTLogic.cli, RadGPTLogic.engine, RadGPTLogic.case, RadGPTLogic.report.structured;"
-        "heavy = [m for m in ('torch', 'nnunetv2', 'openai', 'highdicom', 'SimpleITK', 'skimage', 'matplotlib') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'nnunetv2', 'openai', 'highdicom', 'SimpleITK', 'skimage', 'matplotlib')"
+        " if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

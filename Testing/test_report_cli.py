@@ -239,7 +239,8 @@ def test_debug_shows_traceback(tmp_path):
 def test_institution_templates_option(simple_case, tmp_path):
     tpl = tmp_path / "tpl"
     tpl.mkdir()
-    (tpl / "report.txt.j2").write_text("ST. ELSEWHERE {{ findings.case_id }}: {{ findings.lesions | length }} lesions\n")
+    (tpl / "report.txt.j2").write_text(
+        "ST. ELSEWHERE {{ findings.case_id }}: {{ findings.lesions | length }} lesions\n")
     run_cli("report", simple_case, "--out", tmp_path / "o1", "--templates", tpl, check=True)
     assert (tmp_path / "o1" / "report.txt").read_text() == "ST. ELSEWHERE CASE_0001: 2 lesions\n"
     assert "FINDINGS" in (tmp_path / "o1" / "report.md").read_text().upper()  # shipped template fills in

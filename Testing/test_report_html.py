@@ -315,10 +315,10 @@ def test_chromium_renders_the_page_and_loads_every_key_image(staged, tmp_path):
         assert f"volume {r1(lesion['volume_ml'])} mL" in text
     pdac = next(l for l in findings["lesions"] if l["kind"] == "pdac")
     assert f"Clinical stage: {pdac['t_stage']}NxMx." in text
-    for key, deg in pdac["vessel_contact_deg"].items():
+    for deg in pdac["vessel_contact_deg"].values():
         if deg:
             assert f"solid tumor contact {deg:.0f} degrees" in text
-    for name, organ in findings["organs"].items():
+    for organ in findings["organs"].values():
         assert f"volume {r1(organ['volume_ml'])} mL" in text
 
 

@@ -230,7 +230,8 @@ def test_staging_lines_follow_the_degrees(staged_venous):
     assert seen == {k for k, d in contact.items() if d}
     free = re.search(r"No tumor contact: (.*)\.", text).group(1).split(", ")
     assert len(free) == sum(1 for d in contact.values() if d == 0)
-    assert f"T stage (AJCC 8th): {pdac['t_stage']}; basis: {pdac['t_stage_basis']}; rule: {pdac['t_stage_rule']}" in text
+    assert (f"T stage (AJCC 8th): {pdac['t_stage']}; basis: {pdac['t_stage_basis']}; "
+            f"rule: {pdac['t_stage_rule']}") in text
     words = {"resectable": "resectable", "borderline": "borderline resectable",
              "locally_advanced": "locally advanced (unresectable)"}
     detail = pdac["resectability_detail"]
@@ -394,7 +395,8 @@ def test_html_escapes_findings_text(staged_venous):
 
 def test_institution_templates_override_by_file_name(tmp_path, staged_venous):
     (tmp_path / "report.txt.j2").write_text(
-        "HOSPITAL X REPORT {{ case_id }}\n{% for l in f.lesions %}{{ l.id }} {{ l.longest_diameter_mm|cm }} cm\n{% endfor %}",
+        "HOSPITAL X REPORT {{ case_id }}\n"
+        "{% for l in f.lesions %}{{ l.id }} {{ l.longest_diameter_mm|cm }} cm\n{% endfor %}",
         encoding="utf-8",
     )
     text = render_text(staged_venous, template_dir=tmp_path)

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from RadGPTLogic.case import Crop
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.phantom import build_phantom, reorient_array
-
-from conftest import run_cli
 
 pytest.importorskip("slicerio")
 

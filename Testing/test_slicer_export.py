@@ -182,7 +182,8 @@ def structured_echo(body):
 
 def swapped_sides(body):
     text = structured_echo(body)
-    return text.replace("right kidney", "RIGHT_").replace("left kidney", "right kidney").replace("RIGHT_", "left kidney")
+    text = text.replace("right kidney", "RIGHT_").replace("left kidney", "right kidney")
+    return text.replace("RIGHT_", "left kidney")
 
 
 def llm_server_class():
@@ -346,7 +347,8 @@ def test_dicom_seg_and_sr_reference_the_source_series(dicom_panel, tmp_path, cap
     # these CT files have blank study and series UIDs: the writer generated them and the log says so
     assert "note(s) about the source series in the log" in widget.ui.exportStatusLabel.text()
     assert any("blank StudyInstanceUID" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
-    referenced = {str(item.ReferencedSOPInstanceUID) for item in seg_ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    instances = seg_ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    referenced = {str(item.ReferencedSOPInstanceUID) for item in instances}
     assert referenced == set(uids)
     labels = [str(s.SegmentLabel) for s in seg_ds.SegmentSequence]
     assert lesion["id"] in labels and "liver" in labels

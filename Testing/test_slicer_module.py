@@ -17,7 +17,6 @@ import ast
 import py_compile
 import re
 import struct
-import sys
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -41,8 +40,7 @@ from RadGPTLogic.engine import Engine  # noqa: E402
 from RadGPTLogic.phantom import build_phantom  # noqa: E402
 from RadGPTSlicerLib import ensure_core_importable  # noqa: E402
 from RadGPTSlicerLib.findings_view import LESION_COLUMNS, lesion_rows, review_order  # noqa: E402
-from RadGPTSlicerLib.layers import SegmentTracker, ijk_crop_to_canonical, grid_offset  # noqa: E402
-
+from RadGPTSlicerLib.layers import SegmentTracker, grid_offset, ijk_crop_to_canonical  # noqa: E402
 
 #: Couinaud segment masks overlap the liver, which one multi-label file cannot hold: own layers.
 COUINAUD = tuple(f"liver_segment_{n}" for n in range(1, 9))
@@ -99,7 +97,8 @@ def test_compute_in_background_matches_the_core(panel):
     for g, w in zip(got["lesions"], want["lesions"]):
         for key in ("longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml", "mean_hu", "calipers_ras_mm"):
             assert g[key] == w[key], key
-    assert {k: v["volume_ml"] for k, v in got["organs"].items()} == {k: v["volume_ml"] for k, v in want["organs"].items()}
+    volumes = {k: v["volume_ml"] for k, v in want["organs"].items()}
+    assert {k: v["volume_ml"] for k, v in got["organs"].items()} == volumes
     assert widget.ui.findingsTable.rowCount() == len(want["lesions"])
     assert widget.ui.findingsTable.item(0, 0).text() == got["lesions"][0]["id"]
     assert "Up to date" in widget.ui.statusLabel.text()
@@ -367,9 +366,9 @@ def test_the_in_slicer_self_test_passes_in_the_harness():
 
 def test_an_undefined_slicer_function_fails_the_test():
     with pytest.raises(AttributeError):
-        slicer.util.arrayFromSegment  # deprecated in Slicer, not modelled: using it must fail
+        _ = slicer.util.arrayFromSegment  # deprecated in Slicer, not modelled: using it must fail
     with pytest.raises(AttributeError):
-        slicer.qSlicerNoSuchWidget
+        _ = slicer.qSlicerNoSuchWidget
 
 
 def test_module_uses_only_real_and_faked_slicer_util_functions():
@@ -593,7 +592,7 @@ def test_ui_file_has_the_widgets_the_module_uses():
     assert used and used <= set(widgets), used - set(widgets)
 
     bound = {}
-    for name, w in widgets.items():
+    for w in widgets.values():
         for prop in w.findall("property"):
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = w.get("class")
@@ -617,11 +616,13 @@ def test_parameter_node_fields_match_the_ui():
     assert {"RadGPTSlicer", "RadGPTSlicerWidget", "RadGPTSlicerLogic", "RadGPTSlicerTest"} <= names
 
 
-FORBIDDEN = re.compile(r"^\s*(?:import|from)\s+(slicer|vtk|qt|ctk|PythonQt)\b|__import__\(\s*['\"](slicer|vtk|qt|ctk)", re.M)
+FORBIDDEN = re.compile(r"^\s*(?:import|from)\s+(slicer|vtk|qt|ctk|PythonQt)\b"
+                       r"|__import__\(\s*['\"](slicer|vtk|qt|ctk)", re.M)
 
 
 def test_core_never_imports_slicer_vtk_qt_ctk():
-    offenders = [str(p.relative_to(REPO)) for p in (REPO / "RadGPTLogic").rglob("*.py") if FORBIDDEN.search(p.read_text())]
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "RadGPTLogic").rglob("*.py")
+                 if FORBIDDEN.search(p.read_text())]
     assert offenders == []
 
 

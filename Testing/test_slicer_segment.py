@@ -20,11 +20,11 @@ import slicer_fakes as harness  # noqa: E402
 harness.install()
 
 import slicer  # noqa: E402  (the fake)
+from slicer_fakes.fake_runner import FakeSegmentationRunner  # noqa: E402
 
 from RadGPTLogic import vocabulary as vocab  # noqa: E402
 from RadGPTLogic.phantom import build_phantom  # noqa: E402
 from RadGPTSlicerLib import segment_stage  # noqa: E402
-from slicer_fakes.fake_runner import FakeSegmentationRunner  # noqa: E402
 
 PROBABILITIES = {"liver_lesion": 0.55, "pancreatic_lesion": 0.93}
 
@@ -202,10 +202,10 @@ def test_masks_off_the_ct_grid_are_refused_with_the_file_named(tmp_path, phantom
 
 
 def test_layers_hold_no_overlaps_and_keep_every_voxel(phantom):
-    from RadGPTLogic.io.nifti import source_nifti_gz_bytes
-
     import tempfile
     from pathlib import Path
+
+    from RadGPTLogic.io.nifti import source_nifti_gz_bytes
 
     with tempfile.TemporaryDirectory() as tmp:
         seg = Path(tmp) / "segmentations"

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import real_path
 
 from RadGPTLogic.case import Case, Crop
 from RadGPTLogic.engine import Engine
 from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.phantom import build_phantom, reorient_array, staging_lesions, write_case
 from RadGPTLogic.staging.vessels import resolve_vessels
-
-from conftest import real_path
 
 ORIENTATIONS = [("RAS", None), ("LPS", None), ("LPS", (2, 0, 1)), ("PIL", (1, 2, 0))]
 

@@ -133,7 +133,8 @@ def test_slicer_general_anatomy_codes_map():
     mass = T.Code("4147007", "SCT", "Mass")
     assert T.name_from_terminology(morph, mass, None, kidney)[0] == "kidney_lesion"
     neoplasm = T.Code("108369006", "SCT", "Neoplasm")
-    assert T.name_from_terminology(morph, neoplasm, None, T.Code("15776009", "SCT", "Pancreas"))[0] == "pancreatic_tumor"
+    pancreas = T.Code("15776009", "SCT", "Pancreas")
+    assert T.name_from_terminology(morph, neoplasm, None, pancreas)[0] == "pancreatic_tumor"
     assert T.name_from_terminology(morph, T.Code("367643001", "SCT", "Cyst"), None,
                                    T.Code("10200004", "SCT", "Liver"))[0] == "liver_cyst"
     name, why = T.name_from_terminology(morph, mass, None, T.Code("39607008", "SCT", "Lung"))

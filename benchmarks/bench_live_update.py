@@ -60,9 +60,9 @@ def main(argv=None) -> int:
 
     harness.install()
     harness.reset()
+    import slicer
     from PyQt5 import QtCore
 
-    import slicer
     from RadGPTLogic.phantom import build_phantom
 
     load_start = os.getloadavg()[0]

@@ -77,7 +77,10 @@ def exophytic_fraction(lesion: Crop, parenchyma: Crop | None, affine: np.ndarray
             continue
         total += len(les)
         kk = lesion.offset[2] + k - parenchyma.offset[2]
-        par = np.argwhere(parenchyma.mask[:, :, kk]) + np.asarray(parenchyma.offset[:2]) if 0 <= kk < parenchyma.shape[2] else np.zeros((0, 2))
+        if 0 <= kk < parenchyma.shape[2]:
+            par = np.argwhere(parenchyma.mask[:, :, kk]) + np.asarray(parenchyma.offset[:2])
+        else:
+            par = np.zeros((0, 2))
         if len(par) < 3:
             outside += len(les)
             continue

@@ -663,9 +663,11 @@ def other_vein(trunk: Crop, given: Crop, given_is: str, affine: np.ndarray) -> t
         info["extent_mm"] = float((ks[-1] - ks[0] + 1) * slice_z_mm(affine))
     info["confluence_k"] = k_c
     if given_is == "SMV":
-        info["rule"] = "PV = trunk minus the SMV mask (and its rim below the SMV's top), pieces reaching above the SMV's top slice"
+        info["rule"] = ("PV = trunk minus the SMV mask (and its rim below the SMV's top), "
+                        "pieces reaching above the SMV's top slice")
     else:
-        info["rule"] = "SMV = trunk minus the PV mask (and its rim above the PV's lowest slice), pieces reaching below the PV's lowest slice"
+        info["rule"] = ("SMV = trunk minus the PV mask (and its rim above the PV's lowest slice), "
+                        "pieces reaching below the PV's lowest slice")
     return found, info
 
 

@@ -174,7 +174,8 @@ def cmd_batch(args) -> int:
         },
     )
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
-    print(f"batch: {len(result.rows)} case(s): {counts} in {result.seconds:.1f} s -> {result.out / 'batch_summary.csv'}")
+    summary = result.out / "batch_summary.csv"
+    print(f"batch: {len(result.rows)} case(s): {counts} in {result.seconds:.1f} s -> {summary}")
     bad = result.failed
     if bad:
         shown = ", ".join(r["case_id"] for r in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")

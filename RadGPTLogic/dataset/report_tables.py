@@ -100,7 +100,8 @@ def csv_text(columns, rows) -> str:
 
 def reports_csv_text(cases: list) -> str:
     """``reports.csv`` from ``(case_id, structured report, narrative or None)`` triples."""
-    return csv_text(REPORTS_COLUMNS, ([case_id, structured, narrative or ""] for case_id, structured, narrative in cases))
+    return csv_text(REPORTS_COLUMNS,
+                    ([case_id, structured, narrative or ""] for case_id, structured, narrative in cases))
 
 
 def findings_csv_text(rows: list) -> str:

@@ -426,7 +426,7 @@ def _read_summary(out: Path) -> list:
 def _read_jsonl(path: Path) -> dict:
     rows = {}
     try:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
                 rows[row["case_id"]] = row

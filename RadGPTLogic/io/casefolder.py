@@ -72,7 +72,10 @@ class CaseFolderFiles:
 
 def mask_stem(name: str) -> str:
     """A mask file's name without ``.nii.gz`` / ``.nii``."""
-    return name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name[: -len(".nii")] if name.endswith(".nii") else name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _kind_problem(path: Path) -> str | None:

@@ -523,7 +523,8 @@ def _geometry(folder: Path, headers, resample: bool) -> dict:
         raise InputError(folder, f"slices of the series differ in matrix size (rows x columns {sizes})")
     ps = np.array([h.pixel_spacing for h in images], float)
     if np.any(ps <= 0) or np.any(np.abs(ps - ps[0]) > PIXEL_SPACING_TOLERANCE * ps[0]):
-        raise InputError(folder, f"slices of the series differ in PixelSpacing ({ps.min():.6g}..{ps.max():.6g} mm) or it is not positive")
+        raise InputError(folder, f"slices of the series differ in PixelSpacing ({ps.min():.6g}..{ps.max():.6g} mm) "
+                                 "or it is not positive")
     iop = np.array([h.orientation for h in images], float)
     if np.any(np.abs(iop - iop[0]) > ORIENTATION_TOLERANCE):
         raise InputError(
@@ -558,7 +559,8 @@ def _geometry(folder: Path, headers, resample: bool) -> dict:
     bad = np.abs(steps - nominal) > SPACING_TOLERANCE * nominal
     if bad.any():
         ratio = steps[bad] / nominal
-        gaps = bad & (np.abs(steps / nominal - np.rint(steps / nominal)) <= SPACING_TOLERANCE * np.rint(steps / nominal)) & (steps > 1.5 * nominal)
+        whole = np.rint(steps / nominal)  # each step in whole nominal spacings
+        gaps = bad & (np.abs(steps / nominal - whole) <= SPACING_TOLERANCE * whole) & (steps > 1.5 * nominal)
         if gaps.any() and gaps.sum() == bad.sum():
             missing = int(np.sum(np.rint(steps[gaps] / nominal) - 1))
             g = int(np.flatnonzero(gaps)[0])
@@ -640,7 +642,8 @@ def _read_pixels(sitk, folder: Path, files) -> np.ndarray:
             if stack is None:
                 stack = np.empty((len(files),) + sl.shape, np.int16)
             if sl.shape != stack.shape[1:]:
-                raise InputError(folder, f"{path.name}: pixel matrix {sl.shape} differs from the series' {stack.shape[1:]}")
+                raise InputError(folder,
+                                 f"{path.name}: pixel matrix {sl.shape} differs from the series' {stack.shape[1:]}")
             if stack.dtype == np.int16 and not _fits_int16(sl):
                 stack = stack.astype(np.float32)
             stack[k] = sl

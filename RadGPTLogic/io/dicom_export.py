@@ -184,8 +184,9 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None, a
         if isinstance(given, MaskOrigin):
             origins[name] = given
         elif str(given).upper() in ALGORITHM_TYPES:
-            origins[name] = MaskOrigin(str(given).upper(), None if str(given).upper() == MANUAL else "unnamed algorithm",
-                                       None, "given by the caller")
+            kind = str(given).upper()
+            origins[name] = MaskOrigin(kind, None if kind == MANUAL else "unnamed algorithm", None,
+                                       "given by the caller")
         else:
             raise InputError(None, f"algorithm type for '{name}' must be one of {', '.join(ALGORITHM_TYPES)}, "
                                    f"not {given!r}")
@@ -257,7 +258,8 @@ def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None, a
             continue
         t = segments[seg_number[lid] - 1].term
         site, laterality = term.organ_term(str(lesion.get("organ")), lesion.get("side"))
-        values = {k: lesion.get(k) for k in ("longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml", "mean_hu")}
+        values = {k: lesion.get(k)
+                  for k in ("longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml", "mean_hu")}
         groups.append(_group(hd, codes, generate_uid, seg, study, lid, seg_number[lid],
                              finding=_coded(hd, t.type), site=_coded(hd, site),
                              laterality=_coded(hd, laterality) if laterality else None,
@@ -331,7 +333,8 @@ def _source_datasets(pydicom, generate_uid, files):
             ds.SOPClassUID = meta.MediaStorageSOPClassUID
     missing = [ds for ds in sources if not str(ds.get("SOPInstanceUID", "") or "")]
     if missing:
-        raise InputError(files[0].parent, f"{len(missing)} file(s) without a SOPInstanceUID (not even in the file meta)")
+        raise InputError(files[0].parent,
+                         f"{len(missing)} file(s) without a SOPInstanceUID (not even in the file meta)")
     if fixed_sop:
         notes.append(f"{fixed_sop} file(s) with a blank SOPInstanceUID: taken from their file meta")
     sops = [str(ds.SOPInstanceUID) for ds in sources]

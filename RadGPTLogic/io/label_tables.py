@@ -390,7 +390,8 @@ def _name_to_value(data: Mapping, source: str, where) -> LabelTable:
         if isinstance(value, (list, tuple)):
             values = [_as_label_value(v) for v in value]
             if not values or any(v is None for v in values):
-                raise InputError(where, f"label '{name}': a region must be a list of integer label values, not {value!r}")
+                raise InputError(where,
+                                 f"label '{name}': a region must be a list of integer label values, not {value!r}")
             unions[name] = sorted(set(v for v in values if v != 0))
             continue
         v = _as_label_value(value)

@@ -291,7 +291,8 @@ def _present_raw_values(vol: Volume) -> np.ndarray:
 
 def _check_integral(vol: Volume, raw_values: np.ndarray) -> None:
     scaled = raw_values.astype(np.float64) * vol.slope + vol.inter
-    bad = ~np.isfinite(scaled) | (np.abs(scaled - np.rint(np.where(np.isfinite(scaled), scaled, 0))) > _INTEGRAL_TOLERANCE)
+    finite = np.isfinite(scaled)
+    bad = ~finite | (np.abs(scaled - np.rint(np.where(finite, scaled, 0))) > _INTEGRAL_TOLERANCE)
     if bad.any():
         example = scaled[bad][0]
         raise InputError(

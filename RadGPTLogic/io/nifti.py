@@ -52,7 +52,6 @@ from ..geometry import (
     to_canonical,
 )
 
-
 # sform and qform placing a corner voxel further apart than this (mm) get a warning.
 FORM_DISAGREEMENT_MM = 1.0
 # Axes further than this from perpendicular (degrees) make the affine "sheared".

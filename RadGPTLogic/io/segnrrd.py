@@ -260,7 +260,8 @@ def _read_segmentation(slicerio, path: Path) -> dict:
 def _ras_affine(seg: dict, path: Path) -> np.ndarray:
     """Voxel (i, j, k) -> RAS mm from slicerio's voxel -> LPS matrix."""
     ijk_to_lps = np.asarray(seg.get("ijkToLPS"), float)
-    if ijk_to_lps.shape != (4, 4) or not np.all(np.isfinite(ijk_to_lps)) or abs(np.linalg.det(ijk_to_lps[:3, :3])) < 1e-12:
+    if (ijk_to_lps.shape != (4, 4) or not np.all(np.isfinite(ijk_to_lps))
+            or abs(np.linalg.det(ijk_to_lps[:3, :3])) < 1e-12):
         raise InputError(path, "missing or degenerate space directions / space origin")
     return LPS_TO_RAS @ ijk_to_lps
 
@@ -278,7 +279,8 @@ def _segment_mask(slicerio, seg: dict, segment: dict, path: Path) -> np.ndarray:
     layer = int(segment.get("layer", 0))
     if voxels.ndim == 4:
         if not 0 <= layer < voxels.shape[0]:
-            raise InputError(path, f"segment '{segment.get('name')}' is in layer {layer}, the file has {voxels.shape[0]}")
+            raise InputError(path,
+                             f"segment '{segment.get('name')}' is in layer {layer}, the file has {voxels.shape[0]}")
         voxels = voxels[layer]
     return voxels == int(segment.get("labelValue", 1))
 

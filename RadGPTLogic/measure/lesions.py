@@ -2,7 +2,8 @@
 
 A lesion mask (e.g. ``liver_tumor``) may hold several lesions.  They are split
 into 3-D connected components, by default with **26-connectivity** (voxels
-touching by a face, an edge or a corner are one lesion; :attr:`Rules.lesion_connectivity`).  Components below the size floor
+touching by a face, an edge or a corner are one lesion;
+:attr:`Rules.lesion_connectivity`).  Components below the size floor
 (:attr:`Rules.min_lesion_volume_mm3`) are not reported as lesions, but counted as
 sub-threshold in findings.json, never dropped silently.
 """

@@ -98,7 +98,7 @@ def attenuation_verdicts(organs: dict, phase: str, rules: Rules) -> None:
     Every other organ gets ``steatosis`` null.
     """
     spleen_hu = organs.get("spleen", {}).get("mean_hu")
-    for name, entry in organs.items():
+    for entry in organs.values():
         entry.setdefault("steatosis", None)
     liver = organs.get("liver")
     if liver is not None and liver.get("mean_hu") is not None:
@@ -115,7 +115,8 @@ def attenuation_verdicts(organs: dict, phase: str, rules: Rules) -> None:
             )
         elif phase == "venous":
             liver["possible_steatosis"] = bool(hu < rules.venous_liver_low_hu)
-            liver["steatosis_rule"] = f"venous: no verdict; liver < {rules.venous_liver_low_hu:g} HU = possible steatosis"
+            liver["steatosis_rule"] = (f"venous: no verdict; liver < {rules.venous_liver_low_hu:g} HU "
+                                       "= possible steatosis")
         else:
             liver["steatosis_rule"] = f"{phase} phase: steatosis not assessable"
     pancreas = organs.get("pancreas")

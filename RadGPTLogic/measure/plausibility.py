@@ -45,8 +45,8 @@ def mask_checks(case: Case, organs: dict, centroid=None) -> list:
                         "problem": f"volume {'at least ' if volume is None else ''}{seen:.1f} mL is implausible "
                                    f"for a {_name(name)} (expected {bounds[0]:g}-{bounds[1]:g} mL)"})
         hu = entry.get("mean_hu")
-        if name in SOLID_ORGANS and hu is not None and not PLAUSIBLE_SOLID_ORGAN_HU[0] <= hu <= PLAUSIBLE_SOLID_ORGAN_HU[1]:
-            lo, hi = PLAUSIBLE_SOLID_ORGAN_HU
+        lo, hi = PLAUSIBLE_SOLID_ORGAN_HU
+        if name in SOLID_ORGANS and hu is not None and not lo <= hu <= hi:
             out.append({"structure": name, "check": "attenuation",
                         "problem": f"mean attenuation {hu:.0f} HU is implausible for a {_name(name)} "
                                    f"(expected {lo:g} to {hi:g} HU; air, lung or bone?)"})

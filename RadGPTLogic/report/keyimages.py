@@ -245,7 +245,8 @@ def _lesion_plane(case, lesion: dict, k: int):
         for other, (o, _) in vocab.LESION_ORGAN_KIND.items():
             typed = case.crop(other) if other != mask_name and o == organ else None
             if typed is not None and not typed.is_empty:
-                plane &= ~typed.in_box((crop.offset[0], crop.offset[1], k), (plane.shape[0], plane.shape[1], 1))[:, :, 0]
+                box_start, box_shape = (crop.offset[0], crop.offset[1], k), (plane.shape[0], plane.shape[1], 1)
+                plane &= ~typed.in_box(box_start, box_shape)[:, :, 0]
     return plane, (crop.offset[0], crop.offset[1])
 
 
@@ -376,7 +377,8 @@ def _orientation_marks(rgb: np.ndarray, taken: list) -> None:
     """R (left edge), L (right edge), A (top), P (bottom), small and grey."""
     h, w = rgb.shape[:2]
     tw, th = _text_size("R", pad=2)
-    spots = {"R": (0, (h - th) // 2), "L": (w - tw, (h - th) // 2), "A": ((w - tw) // 2, 0), "P": ((w - tw) // 2, h - th)}
+    spots = {"R": (0, (h - th) // 2), "L": (w - tw, (h - th) // 2),
+             "A": ((w - tw) // 2, 0), "P": ((w - tw) // 2, h - th)}
     for letter, (x, y) in spots.items():
         if any(x < x1 and x + tw > x0 and y < y1 and y + th > y0 for x0, y0, x1, y1 in taken):
             continue

@@ -28,7 +28,6 @@ from collections import OrderedDict
 import numpy as np
 
 
-
 # ---------------------------------------------------------------- geometry
 def ijk_to_ras(volume_node, matrix_factory=None) -> np.ndarray:
     """The volume's IJK -> RAS matrix as a (4, 4) float array.

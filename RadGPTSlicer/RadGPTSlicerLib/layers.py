@@ -180,8 +180,8 @@ def snapshot_layers(segmentation_node, segment_ids, slicer_util, ct_ijk_to_ras, 
             continue
         layers[layer_index] = segmentation.GetSegmentIDsForLayer(layer_index)
     snapshots = []
-    for layer_index, members in layers.items():
-        members = tuple(members)
+    for layer_members in layers.values():
+        members = tuple(layer_members)
         image = segmentation_node.GetBinaryLabelmapInternalRepresentation(members[0])
         matrix = matrix_factory()
         image.GetImageToWorldMatrix(matrix)

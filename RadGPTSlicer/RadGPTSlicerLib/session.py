@@ -90,7 +90,10 @@ class KeyImageCache:
         organ = vocab.LESION_ORGAN_KIND.get(mask, (None, None))[0]
         generic = vocab.GENERIC_LESION.get(organ) if organ else None
         # a generic mask has its organ's typed masks removed in the image; a typed mask is drawn alone
-        related = sorted(m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == organ) if mask == generic else [mask]
+        if mask == generic:
+            related = sorted(m for m, (o, _) in vocab.LESION_ORGAN_KIND.items() if o == organ)
+        else:
+            related = [mask]
         if not case.has_ct and organ:  # without a CT the organ masks are drawn in grey
             related += list(vocab.LESION_ORGAN_MASKS.get(organ, ()))
         return (lesion["id"], tuple((m, digests(m)) for m in related if case.has(m)), lesion.get("slice_index"),

@@ -144,7 +144,8 @@ class DaskExecutor(Executor):
         try:
             import distributed
         except ImportError:
-            raise InputError(None, "--executor dask needs dask.distributed: pip install 'radgpt-slicer[dask]'") from None
+            raise InputError(None, "--executor dask needs dask.distributed: "
+                                   "pip install 'radgpt-slicer[dask]'") from None
         import logging
 
         cluster = None
@@ -251,7 +252,7 @@ class DaskExecutor(Executor):
                         record(index, cancelled_row(task, f"stopped: {self.lost}; resumable"))
                     break
         finally:
-            for future, (index, task, chain) in list(running.items()):  # only after an error here
+            for index, task, _ in list(running.values()):  # only after an error here
                 record(index, cancelled_row(task, "not finished (batch stopped)"))
             try:
                 client.close(timeout=5)

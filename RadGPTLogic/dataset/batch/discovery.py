@@ -87,8 +87,8 @@ def discover_cases(root, exclude=(), segment: bool = False) -> list:
     for case in found:
         if case.case_id in first:
             other = first[case.case_id]
-            case = CaseFolder(case.case_id, case.path,
-                              InputError(case.path, f"duplicate case id (also found at {other.path}); not run").one_line())
+            duplicate = InputError(case.path, f"duplicate case id (also found at {other.path}); not run")
+            case = CaseFolder(case.case_id, case.path, duplicate.one_line())
         else:
             first[case.case_id] = case
         out.append(case)

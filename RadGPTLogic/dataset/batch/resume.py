@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+
 def current_inputs(case_dir) -> dict:
     """The files ``run_report`` would read for ``case_dir``: relative path -> Path
     (the one definition in :mod:`RadGPTLogic.io.casefolder`)."""
