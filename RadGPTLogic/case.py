@@ -170,10 +170,10 @@ class Case:
     ct_raw: np.ndarray | None = None
     ct_slope: float = 1.0
     ct_inter: float = 0.0
-    structures: dict = field(default_factory=dict)
-    sources: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
-    ignored: list = field(default_factory=list)
+    structures: dict[str, Crop] = field(default_factory=dict)
+    sources: dict[str, list[dict]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     # ----------------------------------------------------------------- geometry
     @property

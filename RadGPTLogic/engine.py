@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -187,14 +188,14 @@ class Engine:
                 )
         attenuation_verdicts(findings.organs, self.phase, rules)
         findings.mask_checks = mask_checks(case, findings.organs, centroid=lambda n: self._cached(
-            ("centroid", n, self._digest(n)), lambda: centroid_ras(case.crop(n), case.affine)))
+            ("centroid", n, self._digest(n)), lambda: centroid_ras(case.structures[n], case.affine)))
         findings.warnings += [f"{c['structure']}: {c['problem']}; check the masks" for c in findings.mask_checks]
 
         # Landmarks shared by all lesions (computed once per case) ---------------
         ctx = self._anatomy_context(effective, findings)
 
         # Lesions --------------------------------------------------------------
-        per_organ = OrderedDict((o, []) for o in LESION_ORGAN_ORDER)
+        per_organ: OrderedDict[str, list[dict]] = OrderedDict((o, []) for o in LESION_ORGAN_ORDER)
         for mask_name, (crop, digest) in effective.items():
             organ, kind = vocab.LESION_ORGAN_KIND[mask_name]
             kept, n_small, small_ml = self._cached(("lesions", mask_name, digest, rules.lesion_connectivity),
@@ -229,10 +230,11 @@ class Engine:
 
         Returns name -> (crop, digest of what it was computed from).
         """
-        out = {}
+        out: dict[str, tuple[Crop, str]] = {}
         for name in vocab.LESIONS:
-            if self.case.has(name):
-                out[name] = (self.case.crop(name), self._digest(name))
+            crop, digest = self.case.crop(name), self._digest(name)
+            if crop is not None and digest is not None:  # the case has this mask
+                out[name] = (crop, digest)
         for organ, generic in vocab.GENERIC_LESION.items():
             if generic not in out or out[generic][0].is_empty:
                 continue
@@ -278,8 +280,8 @@ class Engine:
                        rules.lesion_contact_min, rules.lesion_connectivity)
                 replaced[name] = self._cached(key, lambda: organ_with_lesions(
                     crop, lesion_crops, case.shape, rules.lesion_contact_min, rules.lesion_connectivity))
-            organ_voxels = sum((replaced.get(n) or case.crop(n)).count for n in organ_masks
-                               if case.crop(n) is not None)
+            organ_crops = [replaced.get(n) or case.crop(n) for n in organ_masks]
+            organ_voxels = sum(c.count for c in organ_crops if c is not None)
             if organ_voxels:
                 for m in lesion_names:
                     if effective[m][0].count > organ_voxels:
@@ -292,7 +294,7 @@ class Engine:
 
     def _organ(self, name: str, lesion_crops: list) -> dict:
         case = self._view
-        crop = case.crop(name)
+        crop = case.structures[name]  # only organs the case has are measured
         if crop.is_empty:
             # An erased or freshly added segment: absent, not a normal-sized organ.
             return {"volume_ml": None, "mean_hu": None, "complete": False, "sd_hu": None,
@@ -324,7 +326,7 @@ class Engine:
         every call from cached pieces (vessel models, contact angles, parts).
         """
         case = self._view
-        out = {"location": {}}
+        out: dict[str, Any] = {"location": {}}
         organ_masks = [case.crop(m) for m in vocab.LESION_ORGAN_MASKS[organ]]
         out["in_organ_fraction"] = fraction_inside(comp, organ_masks)
         # Lesions that belong to the organ lie wholly in the view's organ; the rest is outside it.
@@ -333,7 +335,7 @@ class Engine:
             findings.warnings.append(
                 f"{entry['id']}: lies outside the {organ} mask ({100 * out['in_organ_fraction']:.0f}% inside); "
                 "check the masks (is this file the right structure?)")
-        reference = organ
+        reference: str | None = organ
         if organ == "kidney":
             side, how = kidney_side(case, comp)
             out["side"] = side
@@ -362,7 +364,7 @@ class Engine:
         from .staging.pancreatic import SOLID_KINDS
 
         case = self._view
-        ctx = {"vessels": None, "models": None, "parts": None, "bifurcation_z": None}
+        ctx: dict[str, Any] = {"vessels": None, "models": None, "parts": None, "bifurcation_z": None}
         organs_with_lesions = {vocab.LESION_ORGAN_KIND[m][0] for m, (c, _) in effective.items() if not c.is_empty}
         solid = [m for m, (c, _) in effective.items()
                  if vocab.LESION_ORGAN_KIND[m][0] == "pancreas" and vocab.LESION_ORGAN_KIND[m][1] in SOLID_KINDS
@@ -390,7 +392,7 @@ class Engine:
                 pv = ctx["vessels"]["PV"]["crop"]
                 ctx["bifurcation_z"] = self._cached(("bifurcation", vkey),
                                                     lambda: portal_bifurcation_z(pv, case.affine))
-        if case.has("pancreas") and not case.crop("pancreas").is_empty:
+        if case.has("pancreas") and not case.structures["pancreas"].is_empty:
             from .anatomy.pancreas import pancreas_parts
 
             pkey = ("pancreas_parts",) + tuple(self._digest(n) for n in PANCREAS_PART_INPUTS)
@@ -447,7 +449,7 @@ class Engine:
         from .anatomy.pancreas import lesion_part
         from .staging.pancreatic import SOLID_KINDS, stage_lesion, vessel_contacts
 
-        out = {}
+        out: dict[str, Any] = {}
         parts = ctx.get("parts")
         part = None
         placed = lesion_part(parts, comp) if parts is not None and parts.method is not None else None

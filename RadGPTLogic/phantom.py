@@ -1127,7 +1127,7 @@ def write_case(
 
     case = Path(out_dir) / case_id
     ct, affine, masks = reorient(phantom, axcodes, axis_order, names)
-    files = {}
+    files: dict[str, bytes | str] = {}  # relative path -> content
     if with_ct:
         files["ct.nii.gz"] = source_nifti_gz_bytes(np.asarray(ct, np.int16), affine)
     for name, arr in masks.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Mapping
 
 from .case import Case
 from .engine import Engine
@@ -57,6 +58,8 @@ def render_outputs(findings: Findings, case: Case | None = None, derived: dict |
         line = getattr(exc, "lineno", None)
         raise InputError(where, f"template error{f' at line {line}' if line else ''}: {exc.message}") from None
     if derived:
+        if case is None:
+            raise ValueError("derived masks are written on the case's grid: pass the case")
         # Computed masks (pancreas parts), on the CT's grid: shown and edited in Slicer.
         for name, crop in sorted(derived.items()):
             files[f"derived/{name}.nii.gz"] = crop_nifti_bytes(case, crop)
@@ -71,7 +74,7 @@ def _previous_findings(out_dir: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _without_provenance(findings: dict) -> dict:
+def _without_provenance(findings: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in findings.items() if k != "provenance"}
 
 

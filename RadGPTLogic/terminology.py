@@ -122,7 +122,7 @@ KIDNEY = _sct("64033007", "Kidney")
 ADRENAL = _sct("23451007", "Adrenal gland")
 
 # name -> (type, laterality or None, region or None, rgb, label)
-_ANATOMY = {
+_ANATOMY: dict[str, tuple[Code, Code | None, Code | None, tuple[int, ...], str]] = {
     "liver": (LIVER, None, None, (221, 130, 101), "liver"),
     "spleen": (_sct("78961009", "Spleen"), None, None, (157, 108, 162), "spleen"),
     "pancreas": (PANCREAS, None, None, (249, 180, 111), "pancreas"),
@@ -249,7 +249,7 @@ def slicer_terminology_context() -> dict:
     segment-context schema): categories, their types, laterality modifiers with
     their own labels and colours.  Load it in Slicer with
     ``slicer.modules.terminologies.logic().LoadTerminologyFromFile(path)``."""
-    categories = {}
+    categories: dict[Code, dict[Code, dict]] = {}  # category -> type -> the type's context entry
     for term in TERMS.values():
         cat = categories.setdefault(term.category, {})
         entry = cat.get(term.type)
@@ -269,10 +269,10 @@ def slicer_terminology_context() -> dict:
             entry["showAnatomy"] = True
     out = []
     for category, types in categories.items():
-        cat = dict(category.as_dict())
-        cat["showAnatomy"] = category == MORPHOLOGICALLY_ALTERED
-        cat["Type"] = list(types.values())
-        out.append(cat)
+        category_entry = dict(category.as_dict())
+        category_entry["showAnatomy"] = category == MORPHOLOGICALLY_ALTERED
+        category_entry["Type"] = list(types.values())
+        out.append(category_entry)
     return {"SegmentationCategoryTypeContextName": CONTEXT_NAME, "@schema": SEGMENT_CONTEXT_SCHEMA,
             "SegmentationCodes": {"Category": out}}
 
@@ -372,7 +372,7 @@ _MORPHOLOGY_CATEGORIES = {MORPHOLOGICALLY_ALTERED.value}
 
 
 def _anatomy_index() -> dict:
-    index = {}
+    index: dict[tuple[str, str, str | None], str] = {}  # (scheme, type, type modifier) -> structure name
     for term in TERMS.values():
         if term.category != ANATOMICAL_STRUCTURE:
             continue
@@ -437,7 +437,7 @@ def parse_slicer_terminology(entry: str) -> dict:
     parts = (entry or "").split("~")
     parts += [""] * (7 - len(parts))
     keys = ("context", "category", "type", "type_modifier", "region_context", "region", "region_modifier")
-    out = {}
+    out: dict[str, Code | str | None] = {}
     for key, part in zip(keys, parts[:7]):
         if key in ("context", "region_context"):
             out[key] = part

@@ -69,7 +69,8 @@ def couinaud_location(case: Case, lesion: Crop, bifurcation_z: float | None = No
     "couinaud_by": "lesion voxels" | "surrounding parenchyma"}``.  ``S4`` is reported
     as ``S4a``/``S4b`` when ``bifurcation_z`` (RAS mm) is given.
     """
-    present = [s for s in SEGMENTS if case.has(s) and not case.crop(s).is_empty]
+    segment_crops = {s: case.crop(s) for s in SEGMENTS}
+    present = [s for s, c in segment_crops.items() if c is not None and not c.is_empty]
     if not present:
         return None
     mask, offset, fill = _lesion_with_filled_segments(case, lesion, present)

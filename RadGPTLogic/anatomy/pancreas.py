@@ -46,6 +46,7 @@ are used as they are (``method == "masks"``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -116,10 +117,13 @@ def pancreas_parts(case: Case) -> PancreasParts:
 
     k0 = int(pancreas.offset[2])
     ks = np.arange(k0, k0 + pancreas.shape[2])  # the pancreas's slices
-    landmarks = {}
+    landmarks: dict[str, Any] = {}
+    x_r: np.ndarray | None  # the trunk's right border (mm per slice), without a trunk None
+    y_c: np.ndarray | None  # the trunk's mean y (mm per slice), without a trunk None
 
     if trunk.crop is not None:
         method = "smv_pv"
+        assert trunk.confluence_k is not None  # find_venous_trunk gives every trunk its confluence
         kc = int(trunk.confluence_k)
         prof = slice_profile(trunk.crop, affine, k_range=(-(2 ** 31), kc))
         if prof.empty:  # cannot happen for a trunk reaching the confluence; be safe
@@ -147,6 +151,7 @@ def pancreas_parts(case: Case) -> PancreasParts:
             landmarks["splenic_vein_removal"] = trunk.landmarks["portal_vein_and_splenic_vein"]
     else:
         method = "sma"
+        assert sma is not None  # without a trunk and an SMA the parts were returned as not assessable
         prof = slice_profile(sma, affine, k_range=(ks[0], ks[-1]))
         where = "pancreas slices"
         if prof.empty:
@@ -167,7 +172,7 @@ def pancreas_parts(case: Case) -> PancreasParts:
     x, y, kk = w[:, 0], w[:, 1], idx[2]
     right = x >= x_l[kk]
     code = np.where(right, _CODE["head"], _CODE["body"]).astype(np.uint8)
-    if x_r is not None:
+    if x_r is not None and y_c is not None:
         code[right & (x <= x_r[kk]) & (y > y_c[kk])] = _CODE["neck"]
     left = ~right
     if aorta is not None:
@@ -217,7 +222,7 @@ def pancreas_parts(case: Case) -> PancreasParts:
 def _from_given(case: Case, given: dict, affine: np.ndarray) -> PancreasParts:
     """Parts from the given part masks, as they are; landmarks say how well they fit the pancreas."""
     parts = {p: c for p, c in given.items() if c is not None}
-    marks = {"given": sorted(parts, key=PARTS.index),
+    marks: dict[str, Any] = {"given": sorted(parts, key=PARTS.index),
              "missing": [p for p in ("head", "body", "tail") if p not in parts]}
     pancreas = present(case, "pancreas")
     if pancreas is not None:

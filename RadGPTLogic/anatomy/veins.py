@@ -24,6 +24,7 @@ orientation give the same result.  "Slice" always means a canonical axial slice
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -421,7 +422,7 @@ def _slice_graph(mask: Crop, affine: np.ndarray) -> _SliceGraph:
     width = int(rank.max()) + 1
     sel = idx[2] >= 1
     I, J, K, A = idx[0][sel], idx[1][sel], idx[2][sel] - 1, labs[sel]
-    codes = []
+    code_parts: list[np.ndarray] = []
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             ii, jj = I + di, J + dj
@@ -429,8 +430,8 @@ def _slice_graph(mask: Crop, affine: np.ndarray) -> _SliceGraph:
             below = lab_t[K[ok], ii[ok], jj[ok]]
             hit = below > 0
             a, b = A[ok][hit], below[hit]
-            codes.append((lab_k[b] * width + rank[a]) * width + rank[b])
-    codes = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+            code_parts.append((lab_k[b] * width + rank[a]) * width + rank[b])
+    codes: np.ndarray = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
     table_size = int(m.shape[2]) * width * width
     if table_size <= 8_000_000:
         table = np.zeros(table_size, bool)
@@ -484,7 +485,7 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
     ``junction_k`` (canonical axial index or None), ``junction_z_mm``,
     ``cut_x_mm`` and ``smv_below`` (whether step 3 found a vertical SMV).
     """
-    info = {"junction_k": None, "junction_z_mm": None, "cut_x_mm": None, "smv_below": False}
+    info: dict[str, Any] = {"junction_k": None, "junction_z_mm": None, "cut_x_mm": None, "smv_below": False}
     if mask is None or mask.is_empty:
         info["rule"] = "empty mask"
         return Crop.empty(), info
@@ -492,10 +493,10 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
     ni, nj, nk = m.shape
     g = _slice_graph(mask, affine)
     seed, seed_k = g.seed, int(g.k[g.seed])
-    labels_by_k = {}
+    labels_by_k: dict[int, list[int]] = {}
     for lbl in range(1, g.n + 1):
         labels_by_k.setdefault(int(g.k[lbl]), []).append(lbl)
-    links_by_k = {}
+    links_by_k: dict[int, list[tuple[int, int]]] = {}
     for a, b in g.links:
         links_by_k.setdefault(int(g.k[b]), []).append((int(a), int(b)))
 
@@ -513,7 +514,7 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
         whole = uf.low[root]
         mine = [lbl for lbl in labels_by_k.get(k, ()) if uf.find(lbl) == root]
         here = min(g.low[lbl] for lbl in mine) if mine else None
-        if mine:
+        if here is not None:  # the followed part has voxels on this slice
             slice_low[k] = float(here)
             slice_high[k] = float(max(g.high[lbl] for lbl in mine))
         if (prev_whole is not None and whole < prev_whole - SPLENIC_JUMP_MM) or (
@@ -544,7 +545,7 @@ def isolate_trunk(mask: Crop, affine: np.ndarray) -> tuple[Crop, dict]:
         # Components of the mask below the junction zone; the SMV candidate is the
         # largest one reaching the zone's lower edge under the portal vein.
         uf_below = g.roots(lambda k: k < k_zone - 1)
-        groups = {}
+        groups: dict[int, list[int]] = {}  # component root -> its labels below the zone
         for lbl in range(1, g.n + 1):
             if g.k[lbl] < k_zone:
                 groups.setdefault(uf_below.find(lbl), []).append(lbl)
@@ -635,7 +636,7 @@ def other_vein(trunk: Crop, given: Crop, given_is: str, affine: np.ndarray) -> t
     """
     if given_is not in ("SMV", "PV"):
         raise ValueError(f"given_is must be 'SMV' or 'PV', not {given_is!r}")
-    info = {"confluence_k": None, "extent_mm": 0.0}
+    info: dict[str, Any] = {"confluence_k": None, "extent_mm": 0.0}
     if trunk is None or trunk.is_empty or given is None or given.is_empty:
         info["rule"] = "no trunk or no given vein"
         return Crop.empty(), info
@@ -739,13 +740,14 @@ def find_venous_trunk(case: Case) -> VenousTrunk:
     """
     smv = present(case, "superior_mesenteric_vein")
     pv = present(case, "portal_vein")
-    marks = {}
-    if smv is not None or pv is not None:
+    marks: dict[str, Any] = {}
+    k_c: int | None
+    given = smv if smv is not None else pv
+    if given is not None:  # the SMV, the PV or both
         pieces = [smv, pv]
         source = "+".join(n for n, c in (("superior_mesenteric_vein", smv), ("portal_vein", pv)) if c is not None)
         if smv is None or pv is None:
             # One of the pair alone: the other can still come from a combined mask.
-            given = smv if smv is not None else pv
             trunk, how, info = combined_trunk(case, given)
             if info is not None:
                 marks["portal_vein_and_splenic_vein"] = info
@@ -758,8 +760,8 @@ def find_venous_trunk(case: Case) -> VenousTrunk:
         trunk = union(pieces)
         if smv is not None:
             k_c, how = int(occupied_slices(smv)[-1]), "top slice of the SMV mask"
-        else:
-            k_c, how = int(occupied_slices(pv)[0]), "lowest slice of the portal vein mask"
+        else:  # the PV alone
+            k_c, how = int(occupied_slices(given)[0]), "lowest slice of the portal vein mask"
     else:
         trunk, source, info = combined_trunk(case)
         if info is not None:
@@ -779,6 +781,7 @@ def find_venous_trunk(case: Case) -> VenousTrunk:
                 k_c, how = int(info["junction_k"]), "splenic-vein junction level"
             else:
                 k_c, how = confluence_level(trunk, case.affine)
+    assert k_c is not None  # a non-empty trunk always has a confluence level
     marks["confluence"] = {"k": int(k_c), "rule": how}
     return VenousTrunk(trunk, source, int(k_c), marks)
 

@@ -42,7 +42,7 @@ def _location_text(location) -> str | None:
     if not location:
         return None
     if isinstance(location, dict):
-        parts = []
+        parts: list[str] = []
         for value in location.values():
             if isinstance(value, (list, tuple)):
                 parts.extend(str(v) for v in value)
@@ -141,7 +141,7 @@ def read_findings_table(folder) -> list:
         return pq.read_table(parquet).to_pylist()
     rows = []
     for row in csv.DictReader(text.open(encoding="utf-8")):
-        out = {}
+        out: dict[str, str | float | bool | None] = {}
         for k, v in row.items():
             if v == "":
                 out[k] = None
@@ -155,11 +155,12 @@ def read_findings_table(folder) -> list:
     return rows
 
 
-def table_files(cases: list) -> dict:
+def table_files(cases: list) -> dict[str, str | bytes]:
     """``{file name: content}`` of both tables from ``(findings dict, report text, narrative or None)``
     per case, in the given order."""
     rows = [r for findings, _, _ in cases for r in findings_rows(findings)]
-    files = {REPORTS_CSV: reports_csv_text([(f.get("case_id"), text, narrative) for f, text, narrative in cases])}
+    files: dict[str, str | bytes] = {
+        REPORTS_CSV: reports_csv_text([(f.get("case_id"), text, narrative) for f, text, narrative in cases])}
     parquet = findings_parquet_bytes(rows)
     if parquet is not None:
         files[f"{FINDINGS_TABLE}.parquet"] = parquet

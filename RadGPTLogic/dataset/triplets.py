@@ -183,7 +183,7 @@ def metadata_from_findings(findings: dict) -> dict:
     staged = [l for l in lesions if l.get("t_stage")]
     row["t_stage"] = max(staged, key=lambda l: _t_rank(l["t_stage"]))["t_stage"] if staged else None
     graded = [l["resectability"] for l in lesions if l.get("resectability") in _RESECTABILITY_ORDER]
-    row["resectability"] = max(graded, key=_RESECTABILITY_ORDER.get) if graded else None
+    row["resectability"] = max(graded, key=_RESECTABILITY_ORDER.__getitem__) if graded else None
     for o in VOLUME_ORGANS:
         row[f"{o}_volume_ml"] = (organs.get(o) or {}).get("volume_ml")
     row["liver_steatosis"] = (organs.get("liver") or {}).get("steatosis")

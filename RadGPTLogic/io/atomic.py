@@ -33,6 +33,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal
 
 from ..errors import InputError
 
@@ -314,7 +315,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-_EXCHANGE = None
+# None: not tried yet; False: unsupported here; else (ctypes module, libc's renameat2).
+_EXCHANGE: tuple[Any, Any] | Literal[False] | None = None
 
 
 def _swap_in(tmp: Path, out_dir: Path, tag: str) -> None:

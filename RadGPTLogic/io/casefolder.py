@@ -118,7 +118,9 @@ def case_folder_files(case_dir) -> CaseFolderFiles:
         names = sorted(os.listdir(seg_dir))
     except OSError as exc:
         raise InputError(seg_dir, f"cannot list the folder ({exc.strerror or exc})") from None
-    masks, other, owner = [], [], {}
+    masks: list[MaskFile] = []
+    other: list[Path] = []
+    owner: dict[str, Path] = {}  # structure -> the file that gave it
     for name in names:
         path = seg_dir / name
         if not name.endswith(MASK_SUFFIXES):
@@ -168,7 +170,7 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
     # The CT and the masks are read side by side (inflating releases the GIL), in this order.
     volumes = read_niftis(([files.ct] if files.ct is not None else []) + [m.path for m in known])
     try:
-        case = None
+        case: Case | None = None
         if files.ct is not None:
             ct = next(volumes)
             case = case_on_volume_grid(files.case_dir.name, ct)
@@ -189,6 +191,7 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
             del vol  # only its crop stays: free the decompressed file before the next one is read
     finally:
         volumes.close()  # stop reading ahead when a file is refused
+    assert case is not None  # the folder has a known mask (checked above), so a grid
     case.warnings[:0] = warnings
     case.ignored.extend(ignored)
     return case
@@ -215,6 +218,8 @@ def ct_for_writing(case: Case) -> np.ndarray:
     Scaled CTs are written as HU: int16 when every HU value is an integer in range
     (the usual slope 1, intercept -1024 case), float32 otherwise.
     """
+    if case.ct_raw is None:
+        raise ValueError("case has no CT")
     if (case.ct_slope, case.ct_inter) == (1.0, 0.0):
         return case.ct_raw
     hu = case.hu(tuple(slice(None) for _ in range(3)))

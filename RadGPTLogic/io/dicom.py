@@ -562,11 +562,11 @@ def _geometry(folder: Path, headers, resample: bool) -> dict:
         whole = np.rint(steps / nominal)  # each step in whole nominal spacings
         gaps = bad & (np.abs(steps / nominal - whole) <= SPACING_TOLERANCE * whole) & (steps > 1.5 * nominal)
         if gaps.any() and gaps.sum() == bad.sum():
-            missing = int(np.sum(np.rint(steps[gaps] / nominal) - 1))
+            n_missing = int(np.sum(np.rint(steps[gaps] / nominal) - 1))
             g = int(np.flatnonzero(gaps)[0])
             where = "a gap" if gaps.sum() == 1 else f"{int(gaps.sum())} gaps, the first"
             problems.append(
-                f"{missing} slice(s) missing ({where} of {steps[g]:.4g} mm after {files[g].name} "
+                f"{n_missing} slice(s) missing ({where} of {steps[g]:.4g} mm after {files[g].name} "
                 f"at {d[g]:.4g} mm, where the slice spacing is {nominal:.4g} mm)"
             )
         else:
@@ -625,7 +625,7 @@ def _read_pixels(sitk, folder: Path, files) -> np.ndarray:
     Integer slices are kept as int16 while every value fits; the stack switches to
     float32 at the first slice that needs it (non-integral rescaling).
     """
-    stack = None
+    stack: np.ndarray | None = None
     with _itk_warnings_off(sitk):
         for k, path in enumerate(files):
             reader = sitk.ImageFileReader()
@@ -647,6 +647,8 @@ def _read_pixels(sitk, folder: Path, files) -> np.ndarray:
             if stack.dtype == np.int16 and not _fits_int16(sl):
                 stack = stack.astype(np.float32)
             stack[k] = sl
+    if stack is None:
+        raise InputError(folder, "no slices to read")
     if stack.dtype == np.float32 and not np.all(np.isfinite(stack)):
         raise InputError(folder, "pixel data holds NaN or infinite values")
     return stack

@@ -380,7 +380,8 @@ def _value_to_name(data: Mapping, source: str, where) -> LabelTable:
 
 def _name_to_value(data: Mapping, source: str, where) -> LabelTable:
     """nnU-Net ``labels``: name -> int, or name -> list of ints (a region = their union)."""
-    names, unions = {}, {}
+    names: dict[int, str] = {}
+    unions: dict[str, list[int]] = {}
     for name, value in data.items():
         if not isinstance(name, str) or not name.strip():
             raise InputError(where, f"label name must be a non-empty string, not {name!r}")
@@ -392,7 +393,7 @@ def _name_to_value(data: Mapping, source: str, where) -> LabelTable:
             if not values or any(v is None for v in values):
                 raise InputError(where,
                                  f"label '{name}': a region must be a list of integer label values, not {value!r}")
-            unions[name] = sorted(set(v for v in values if v != 0))
+            unions[name] = sorted(set(v for v in values if v is not None and v != 0))  # None: refused above
             continue
         v = _as_label_value(value)
         if v is None:
@@ -405,7 +406,7 @@ def _name_to_value(data: Mapping, source: str, where) -> LabelTable:
     return LabelTable(names, unions, source=source)
 
 
-def _as_label_value(x):
+def _as_label_value(x) -> int | None:
     """``x`` as an int label value (int, integral float or digit string), else None."""
     if isinstance(x, bool):
         return None
@@ -426,7 +427,7 @@ def _table_from_colour_file(path: Path) -> LabelTable:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
         raise InputError(path, f"cannot read label table ({exc})") from None
-    names = {}
+    names: dict[int, str] = {}
     for lineno, line in enumerate(lines, start=1):
         entry = _parse_colour_line(line, path, lineno)
         if entry is None:

@@ -157,7 +157,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
             path, f"image data truncated: {len(data) - offset} bytes for {count} voxels of {dtype}"
         )
     # A read-only view of the decompressed bytes: no copy of the voxel data.
-    raw = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
+    raw: np.ndarray = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
     raw = np.asarray(raw)
     while raw.ndim > 3 and raw.shape[-1] == 1:  # (x, y, z, 1) and (x, y, z, 1, 1): one volume
         raw = raw[..., 0]
@@ -313,7 +313,7 @@ def read_niftis(paths, ahead: int = 1):
     are not waited for.  ``ahead=0`` reads one file at a time in this thread.
     """
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     paths = list(paths)
     if ahead <= 0 or len(paths) <= 1:
@@ -321,7 +321,7 @@ def read_niftis(paths, ahead: int = 1):
             yield read_nifti(path)
         return
     pool = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="radgpt-read")
-    pending = deque()
+    pending: deque[Future[Volume]] = deque()
     queue = iter(paths)
     try:
         for path in queue:

@@ -102,7 +102,7 @@ def _current_hashes(case, name: str) -> set:
     return {e["sha256"] for e in case.sources.get(name, []) if isinstance(e, dict) and e.get("sha256")}
 
 
-def mask_origins(case, case_dir=None) -> dict:
+def mask_origins(case, case_dir=None) -> dict[str, MaskOrigin]:
     """Structure name -> :class:`MaskOrigin` for every structure of ``case`` (see the module rule).
 
     ``case_dir`` defaults to the folder the case was loaded from (None for a case
@@ -114,7 +114,8 @@ def mask_origins(case, case_dir=None) -> dict:
     imported = record.get("structures", {}) if isinstance(record, dict) else {}
     table_type = record.get("algorithm_type") if isinstance(record, dict) else None
     table_name = record.get("algorithm_name") if isinstance(record, dict) else None
-    out = {}
+    label_table = record.get("label_table") if isinstance(record, dict) else None
+    out: dict[str, MaskOrigin] = {}
     for name in case.structures:
         now = _current_hashes(case, name)
         if name in model:
@@ -132,7 +133,7 @@ def mask_origins(case, case_dir=None) -> dict:
             edited = bool(recorded) and bool(now) and recorded not in now
             kind = SEMIAUTOMATIC if (edited and table_type == AUTOMATIC) else table_type
             out[name] = MaskOrigin(kind, table_name if kind != MANUAL else None, None,
-                                   f"{IMPORT_FILE}: {record.get('label_table')}" + (", edited since" if edited else ""))
+                                   f"{IMPORT_FILE}: {label_table}" + (", edited since" if edited else ""))
             continue
         out[name] = MaskOrigin(MANUAL, None, None, "no record of an algorithm: taken as the user's own masks")
     return out

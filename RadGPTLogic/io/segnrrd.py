@@ -126,7 +126,7 @@ def case_from_seg_nrrd(path, ct_path=None, case_id=None, *, labels=None, dicom_s
         mask = _segment_mask(slicerio, seg, segment, path)
         crop = _shift(Crop.from_full(to_canonical(mask, ornt)), offset)
         del mask
-        case.add_crop(structure, crop, source=str(path))
+        case.add_crop(structure, crop, source={"path": str(path)})
     if not case.structures:
         for line in case.warnings:
             log.warning("%s", line)
@@ -222,7 +222,7 @@ def segment_structure(segment: dict, mapping: dict) -> tuple:
                        if codes else (None, "no terminology"))
     by_name = vocab.canonical_name(name)
     if by_name is not None:
-        if from_terms is not None and from_terms != by_name:
+        if from_terms is not None and codes is not None and from_terms != by_name:  # from_terms: codes given
             return by_name, (f"its name says {by_name}, its terminology ({_describe(codes)}) says {from_terms}; "
                              f"using {by_name}")
         return by_name, None

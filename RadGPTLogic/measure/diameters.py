@@ -163,6 +163,7 @@ def who_diameters(mask: np.ndarray, affine: np.ndarray) -> AxialDiameters | None
         if best is None or perp > best[1] + 1e-6:
             ends_idx = np.linalg.solve(r2, ends_mm.T).T
             best = (k, perp, va, vb, ends_idx)
+    assert best is not None  # a non-empty mask has a slice with a longest diameter, so a candidate
     k, perp, va, vb, ends_idx = best
     return AxialDiameters(
         longest_mm=float(best_ld),

@@ -10,6 +10,8 @@ sub-threshold in findings.json, never dropped silently.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 
@@ -79,29 +81,31 @@ def kidney_side(case: Case, comp: Crop) -> tuple[str | None, str]:
 
     Returns (side or None, how it was decided).
     """
-    overlaps = {}
+    overlaps: dict[str, int] = {}  # side -> lesion voxels inside that kidney
     for side in ("left", "right"):
         kidney = case.crop(f"kidney_{side}")
         if kidney is not None and not kidney.is_empty:
             overlaps[side] = int(np.count_nonzero(comp.mask & kidney.in_box(comp.offset, comp.shape)))
     if not overlaps:
         return None, "not assessable (no kidney masks)"
-    best = max(overlaps, key=overlaps.get)
+    best = max(overlaps, key=overlaps.__getitem__)
     if overlaps[best] > 0 and list(overlaps.values()).count(overlaps[best]) == 1:
         return best, "overlap with kidney mask"
     from .organs import centroid_ras
 
     c = centroid_ras(comp, case.affine)
-    dist = {s: float(np.linalg.norm(centroid_ras(case.crop(f"kidney_{s}"), case.affine) - c)) for s in overlaps}
-    return min(dist, key=dist.get), "nearest kidney (no overlap)"
+    dist = {s: float(np.linalg.norm(centroid_ras(case.structures[f"kidney_{s}"], case.affine) - c)) for s in overlaps}
+    return min(dist, key=dist.__getitem__), "nearest kidney (no overlap)"
 
 
 def measure_component(case: Case, comp: Crop, rules: Rules) -> dict:
     """Geometry and HU of one lesion component (no organ context): a findings dict fragment."""
     vox_ml = case.voxel_volume_mm3 / 1000.0
     diam = who_diameters(comp.mask, _crop_affine(case.affine, comp.offset))
+    if diam is None:
+        raise ValueError("measure_component needs a non-empty component")
     k_global = diam.k + comp.offset[2]
-    out = {
+    out: dict[str, Any] = {
         "longest_diameter_mm": diam.longest_mm,
         "perpendicular_diameter_mm": diam.perpendicular_mm,
         "volume_ml": comp.count * vox_ml,
@@ -117,6 +121,7 @@ def measure_component(case: Case, comp: Crop, rules: Rules) -> dict:
     }
     if case.has_ct:
         stats = robust_hu_stats(case.hu(comp.slices), comp.mask)
+        assert stats is not None  # a non-empty component has HU values
         out.update(mean_hu=stats.mean, sd_hu=stats.sd, hu_roi=stats.roi)
     return out
 

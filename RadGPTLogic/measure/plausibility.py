@@ -29,7 +29,7 @@ def mask_checks(case: Case, organs: dict, centroid=None) -> list:
     ``centroid(name)`` gives a structure's centre in RAS mm (default: computed here;
     the engine passes a cached one).
     """
-    centroid = centroid or (lambda name: centroid_ras(case.crop(name), case.affine))
+    centroid = centroid or (lambda name: centroid_ras(case.structures[name], case.affine))
     out = []
     voxel_ml = case.voxel_volume_mm3 / 1000.0
     for name, entry in organs.items():

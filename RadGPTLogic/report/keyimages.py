@@ -226,6 +226,7 @@ def _place_label(size, a, b, shape, taken: list, busy: np.ndarray) -> tuple:
         score = (overlap * 100 + covered * 4 + moved, rank)
         if best_score is None or score < best_score:
             best, best_score = (x0c, y0c), score
+    assert best is not None  # four candidates: one is always chosen
     return best
 
 
@@ -235,11 +236,11 @@ def _lesion_plane(case, lesion: dict, k: int):
     from a generic ``*_lesion`` mask, as the engine does)."""
     from .. import vocabulary as vocab
 
-    crop = case.crop(lesion.get("mask") or "")
+    mask_name = lesion.get("mask") or ""
+    crop = case.crop(mask_name)
     if crop is None or crop.is_empty or not (crop.offset[2] <= k < crop.offset[2] + crop.shape[2]):
         return None, (0, 0)
     plane = crop.mask[:, :, k - crop.offset[2]].copy()
-    mask_name = lesion.get("mask")
     organ = vocab.LESION_ORGAN_KIND.get(mask_name, (None, None))[0]
     if organ is not None and vocab.GENERIC_LESION.get(organ) == mask_name:
         for other, (o, _) in vocab.LESION_ORGAN_KIND.items():
@@ -257,7 +258,7 @@ def _select_component(plane: np.ndarray, offset_ij, points_ij: list) -> np.ndarr
     labels, n = ndimage.label(plane, structure=np.ones((3, 3), bool))
     if n <= 1:
         return plane
-    keep = set()
+    keep: set[int] = set()  # component labels
     idx = np.argwhere(plane)
     for p in points_ij:
         d = np.hypot(idx[:, 0] + offset_ij[0] - p[0], idx[:, 1] + offset_ij[1] - p[1])
@@ -355,7 +356,7 @@ def key_image(case, lesion: dict, target_px: int = TARGET_PX) -> KeyImage:
         a, b = to_px(pair[0]), to_px(pair[1])
         endpoints[name] = (a, b)
         _draw_segment(rgb, a, b, CALIPER_COLORS[name], busy)
-    taken = []
+    taken: list[tuple[int, int, int, int]] = []  # placed labels: (x0, y0, x1, y1) pixels
     for name, (a, b) in endpoints.items():
         mm = lesion.get(f"{name}_diameter_mm")
         if mm is None:

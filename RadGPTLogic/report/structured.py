@@ -102,7 +102,7 @@ def _autoescape(name) -> bool:
 @functools.lru_cache(maxsize=16)
 def _environment(template_dir: str | None) -> jinja2.Environment:
     package = jinja2.FunctionLoader(_package_source)
-    loaders = []
+    loaders: list[jinja2.BaseLoader] = []
     if template_dir is not None:
         loaders.append(jinja2.FileSystemLoader(template_dir))
     loaders += [package, jinja2.PrefixLoader({"radgpt": package})]
@@ -402,7 +402,8 @@ KEY_IMAGES_PER_ORGAN = 10
 
 def key_image_lesions(findings: dict) -> list:
     """Ids of the lesions that get a key image: the :data:`KEY_IMAGES_PER_ORGAN` largest of each organ."""
-    chosen, per_organ = [], {}
+    chosen: list[str] = []
+    per_organ: dict[str, int] = {}  # organ -> lesions chosen so far
     for lesion in sorted(findings.get("lesions", []), key=lambda l: -(l.get("volume_ml") or 0.0)):
         n = per_organ.get(lesion.get("organ"), 0)
         if n < KEY_IMAGES_PER_ORGAN:

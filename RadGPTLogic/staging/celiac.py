@@ -40,6 +40,8 @@ told apart from its trunk by shape alone.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import csr_matrix
@@ -188,7 +190,7 @@ def _find_split(main: np.ndarray, geo: np.ndarray, step: float):
     return None
 
 
-def split_celiac(celiac: Crop, aorta: Crop | None, affine) -> dict:
+def split_celiac(celiac: Crop, aorta: Crop | None, affine) -> dict[str, Any]:
     """Split a combined celiac mask into trunk, CHA and splenic artery (see the module docstring).
 
     Parameters
@@ -271,6 +273,6 @@ def split_celiac(celiac: Crop, aorta: Crop | None, affine) -> dict:
             part[tuple(vox.T)] = part[tuple(owned[j[int(np.argmin(dist))]])]
         how += f"; {n_pieces - 1} detached piece(s) joined to the nearest part"
 
-    out = {name: _as_crop(part == code, offset) for code, name in enumerate(PARTS, start=1)}
-    out["how"] = how
+    out: dict[str, Any] = {name: _as_crop(part == code, offset) for code, name in enumerate(PARTS, start=1)}
+    out["how"] = how  # beside the Crops: the rule applied, one line
     return out

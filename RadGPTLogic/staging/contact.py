@@ -151,16 +151,15 @@ class VesselModel:
     affine: np.ndarray = field(repr=False)
     ray_step_deg: float = RAY_STEP_DEG
     # Per-section in-plane frame (u, v) and the cached ray walls (mm from the
-    # centre; NaN = not cast yet, inf = no wall within the cap).
-    _u: np.ndarray = field(default=None, repr=False)
-    _v: np.ndarray = field(default=None, repr=False)
-    _walls: np.ndarray = field(default=None, repr=False)
-    _inside: np.ndarray = field(default=None, repr=False)
+    # centre; NaN = not cast yet, inf = no wall within the cap): set in __post_init__.
+    _u: np.ndarray = field(init=False, repr=False)
+    _v: np.ndarray = field(init=False, repr=False)
+    _walls: np.ndarray = field(init=False, repr=False)
+    _inside: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         n = len(self.centers)
-        if self._u is None:
-            self._u, self._v = _plane_frames(self.tangents)
+        self._u, self._v = _plane_frames(self.tangents)
         n_rays = int(round(360.0 / self.ray_step_deg))
         self._walls = np.full((n, n_rays), np.nan, np.float32)
         self._inside = np.zeros(n, bool)
@@ -264,9 +263,9 @@ def prepare_vessel(crop: Crop, affine, near: Crop | None = None, margin_mm: floa
     if near is not None:
         if near.is_empty:
             return _empty_model(crop, affine, ray_step_deg)
-        m = np.ceil(margin_mm / spacing).astype(int)
-        rlo = np.maximum(lo, np.asarray(near.offset) - m)
-        rhi = np.minimum(hi, np.asarray(near.offset) + np.asarray(near.shape) + m)
+        margin_vox = np.ceil(margin_mm / spacing).astype(int)
+        rlo = np.maximum(lo, np.asarray(near.offset) - margin_vox)
+        rhi = np.minimum(hi, np.asarray(near.offset) + np.asarray(near.shape) + margin_vox)
         if np.any(rhi <= rlo):
             return _empty_model(crop, affine, ray_step_deg)
     # Work box: the region plus context, and one background voxel beyond the mask's

@@ -134,7 +134,8 @@ def resectability(contact_deg: dict, pancreas_part: str | None) -> dict:
                 "reason": f"not assessable: no mask for {', '.join(missing)}"}
     results = []
     for region in regions:
-        drivers, assumptions = [], list(ALWAYS_ASSUMED)
+        drivers: list[str] = []
+        assumptions = list(ALWAYS_ASSUMED)
         if region == "head" and pancreas_part == "neck":
             assumptions.append("neck tumour judged by the head/uncinate rules")
         arterial = _arterial(contact_deg, region, drivers, assumptions)

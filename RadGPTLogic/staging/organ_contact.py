@@ -32,7 +32,7 @@ def organ_contacts(case: Case, tumour: Crop, contact_mm: float, organs=CONTACT_O
     box[tuple(slice(p, p + n) for p, n in zip(pad, tumour.shape))] = tumour.mask
     near = ndimage.distance_transform_edt(~box, sampling=spacing) <= contact_mm
     near |= ndimage.binary_dilation(box, structure=np.ones((3, 3, 3), bool))
-    out = {}
+    out: dict[str, bool | None] = {}
     for name in organs:
         crop = case.crop(name)
         if crop is None:

@@ -6,6 +6,8 @@ lesion then only casts its rays (:func:`stage_lesion`).  Cysts are not staged.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..case import Case, Crop
 from ..rules import Rules
 from .ajcc import exocrine_t, pnet_t
@@ -31,7 +33,7 @@ def vessel_contacts(case: Case, lesion: Crop, models: dict, rules: Rules) -> dic
     """Key -> degrees of circumferential contact (0 = none), or None when the vessel has no mask."""
     from .contact import contact_degrees
 
-    out = {}
+    out: dict[str, float | None] = {}
     for key in VESSEL_KEYS:
         model = models.get(key)
         out[key] = None if model is None else float(
@@ -44,7 +46,7 @@ def stage_lesion(case: Case, lesion: Crop, kind: str, longest_mm: float, part: s
                  contact_deg: dict, rules: Rules) -> dict:
     """Findings fields of a solid pancreatic lesion given its vessel contact angles."""
     organs = organ_contacts(case, lesion, rules.contact_mm)
-    out = {"vessel_contact_deg": contact_deg, "organ_contact": organs}
+    out: dict[str, Any] = {"vessel_contact_deg": contact_deg, "organ_contact": organs}
     if kind == "pnet":
         out.update(pnet_t(longest_mm, contact_deg, organs, rules.t4_rule))
         out["resectability"] = None

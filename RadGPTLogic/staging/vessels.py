@@ -28,6 +28,8 @@ given"), never as 0.
 
 from __future__ import annotations
 
+from typing import Optional, TypedDict
+
 from ..case import Case, Crop
 
 VESSEL_KEYS = ("SMA", "CA", "CHA", "SMV", "PV", "aorta", "IVC")
@@ -44,9 +46,17 @@ def _present(case: Case, name: str) -> Crop | None:
     return crop if crop is not None and not crop.is_empty else None
 
 
-def resolve_vessels(case: Case) -> dict:
+class ResolvedVessel(TypedDict):
+    """One staging vessel: its mask (None when the case has no source for it) and where it came from."""
+
+    crop: Optional[Crop]
+    source: str
+
+
+def resolve_vessels(case: Case) -> dict[str, ResolvedVessel]:
     """Key -> ``{"crop": Crop | None, "source": str}`` for the seven staging vessels."""
-    out = {key: {"crop": _present(case, name), "source": name} for key, name in DIRECT.items()}
+    out: dict[str, ResolvedVessel] = {
+        key: {"crop": _present(case, name), "source": name} for key, name in DIRECT.items()}
     for key in VESSEL_KEYS:
         if out[key]["crop"] is None:
             out[key] = {"crop": None, "source": "no mask"}
@@ -64,10 +74,11 @@ def resolve_vessels(case: Case) -> dict:
         from ..anatomy.veins import combined_trunk, other_vein, split_veins
 
         smv, pv = out["SMV"]["crop"], out["PV"]["crop"]
-        trunk, how, _ = combined_trunk(case, smv if smv is not None else pv)
+        given = smv if smv is not None else pv
+        trunk, how, _ = combined_trunk(case, given)
         if trunk is None:
             return out
-        if smv is None and pv is None:
+        if given is None:  # neither the SMV nor the PV
             smv, pv = split_veins(trunk, case.affine)
             for key, crop in (("SMV", smv), ("PV", pv)):
                 if not crop.is_empty:
@@ -75,7 +86,7 @@ def resolve_vessels(case: Case) -> dict:
         else:
             given_is = "SMV" if smv is not None else "PV"
             missing = "PV" if given_is == "SMV" else "SMV"
-            crop, info = other_vein(trunk, smv if smv is not None else pv, given_is, case.affine)
+            crop, info = other_vein(trunk, given, given_is, case.affine)
             if not crop.is_empty:
                 where = "above" if missing == "PV" else "below"
                 out[missing] = {"crop": crop, "source": (

@@ -83,7 +83,8 @@ def discover_cases(root, exclude=(), segment: bool = False) -> list:
             else:
                 stack.append(sub)
     found.sort(key=lambda c: (c.case_id, c.problem is not None, str(c.path)))
-    out, first = [], {}
+    out: list[CaseFolder] = []
+    first: dict[str, CaseFolder] = {}  # case id -> the folder that keeps it
     for case in found:
         if case.case_id in first:
             other = first[case.case_id]

@@ -187,8 +187,11 @@ class _Pool:
                 wait_s = 0.25 if not self.narratives else 0.05
                 if timeout is not None and busy:
                     wait_s = max(0.0, min(wait_s, min(s.started + timeout for s in busy) - time.monotonic()))
-                ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=wait_s)) \
-                    if busy else time.sleep(wait_s) or set()
+                if busy:
+                    ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=wait_s))
+                else:
+                    time.sleep(wait_s)
+                    ready = set()
                 now = time.monotonic()
                 for slot in busy:
                     if slot.conn in ready or slot.proc.sentinel in ready:

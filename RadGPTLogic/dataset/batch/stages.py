@@ -31,9 +31,13 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...errors import InputError
 from .resume import check_up_to_date
+
+if TYPE_CHECKING:
+    from ...rules import Rules
 
 #: Folder of ``OUT`` holding the case folders written by the segmentation stage.
 SEGMENTED = "segmented"
@@ -45,9 +49,9 @@ class BatchOptions:
 
     resume: bool = True
     resample: bool = False
-    rules: object = None           # RadGPTLogic.rules.Rules; None: DEFAULT_RULES
+    rules: Rules | None = None     # None: DEFAULT_RULES
     template_dir: str | None = None
-    runner: object = None          # callable like run_report (tests, embedding); None: run_report
+    runner: Callable[..., Any] | None = None  # like run_report (tests, embedding); None: run_report
     segmenter: object = None       # see the module doc; None: no segmentation stage
     llm: object = None             # RadGPTLogic.llm.client.LLMConfig; None: no narrative stage
     llm_concurrency: int = 2       # narrative stages running at once (cluster-wide)
@@ -156,7 +160,7 @@ class RunnerSegmenter:
         self.timeout_s = timeout_s
         self.resources = dict(resources) if resources is not None else (
             {"GPU": 1} if str(device).startswith("cuda") else {})
-        self._runner = None
+        self._runner: Any = None  # RadGPTLogic.segment's SegmentationRunner, made by setup()
 
     def __repr__(self) -> str:
         return f"RunnerSegmenter({self.models!r}, device={self.device!r})"
@@ -214,7 +218,9 @@ def report_stage(task: dict, opts: BatchOptions) -> dict:
             row["note"] = "; ".join(n for n in ("segmented", row["note"]) if n)
         runner = opts.runner
         if runner is None:
-            from ...pipeline import run_report as runner
+            from ...pipeline import run_report
+
+            runner = run_report
         findings = runner(task["case_dir"], task["out_dir"], phase=task["phase"], resample=opts.resample,
                           rules=rules, template_dir=opts.template_dir)
         data = findings.to_dict() if hasattr(findings, "to_dict") else findings

@@ -64,7 +64,7 @@ def read_phase_csv(path) -> dict:
         id_col, phase_col, body = 0, 1, rows  # no header
     else:
         raise InputError(path, "no case_id and phase columns (expected a header 'case_id,phase')")
-    out = {}
+    out: dict[str, str] = {}
     for line, cells in body:
         case_id = cells[id_col] if id_col < len(cells) else ""
         if not case_id:

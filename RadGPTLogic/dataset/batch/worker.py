@@ -154,13 +154,15 @@ class CaseProcess:
     """One worker process (see the module doc); ``opts`` are the default options of its stages."""
 
     def __init__(self, ctx, lifeline: Lifeline | None, opts=None, *, _process=None, _conn=None):
-        self.index = None
-        self.task = None
-        self.stage = None
+        self.index: int | None = None
+        self.task: dict | None = None
+        self.stage: str | None = None
         self.started = 0.0
         if _process is not None:
             self.proc, self.conn = _process, _conn
             return
+        if lifeline is None:
+            raise ValueError("a new worker process needs the batch's lifeline")
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, name="radgpt-batch-worker", daemon=True,
                                 args=(child, self.conn, lifeline.read_end, lifeline.write_end, opts))
