@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional, TypedDict
+from typing import Dict, List, Literal, Optional, TypedDict, cast
 
 LesionOrgan = Literal["liver", "pancreas", "kidney"]
 LesionKind = Literal["lesion", "tumor", "cyst", "pdac", "pnet"]
@@ -186,8 +186,9 @@ class Findings:
             "schema_version": SCHEMA_VERSION,
             "case_id": self.case_id,
             "phase": self.phase,
-            "organs": {name: _ordered(entry, ORGAN_KEYS) for name, entry in self.organs.items()},
-            "lesions": [_ordered(entry, LESION_KEYS) for entry in self.lesions],
+            # The engine's entries are plain dicts; here they become the typed entries readers see.
+            "organs": {name: cast(OrganEntry, _ordered(entry, ORGAN_KEYS)) for name, entry in self.organs.items()},
+            "lesions": [cast(LesionEntry, _ordered(entry, LESION_KEYS)) for entry in self.lesions],
             "lesions_assessed": self.lesions_assessed,
             "mask_checks": self.mask_checks,
             "sub_threshold_lesions": self.sub_threshold,

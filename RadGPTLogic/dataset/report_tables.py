@@ -23,6 +23,8 @@ import io
 import json
 from pathlib import Path
 
+from ..findings import FindingsDict
+
 REPORTS_CSV = "reports.csv"
 REPORTS_COLUMNS = ("BDMAP ID", "structured report", "narrative report")
 FINDINGS_TABLE = "findings_table"
@@ -52,7 +54,7 @@ def _location_text(location) -> str | None:
     return str(location)
 
 
-def findings_rows(findings: dict) -> list:
+def findings_rows(findings: FindingsDict) -> list:
     """The findings-table rows of one case (native types)."""
     base = {"case_id": findings.get("case_id"), "phase": findings.get("phase")}
     rows = []

@@ -56,8 +56,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
+from ..findings import FindingsDict, LesionEntry
 from .batch.discovery import discover_cases
 from .batch.resume import input_changes, recorded_inputs
 from .report_tables import csv_text
@@ -131,7 +133,7 @@ class _LeaveOut(Exception):
 # ============================================================================ metadata
 
 
-def _t_rank(stage: str) -> tuple:
+def _t_rank(stage: str | None) -> tuple:
     m = _T_RE.match(stage or "")
     if not m:
         return (-1, "")
@@ -139,7 +141,7 @@ def _t_rank(stage: str) -> tuple:
     return (number, m.group(2).lower())
 
 
-def inputs_digest(findings: dict) -> str | None:
+def inputs_digest(findings: FindingsDict) -> str | None:
     """sha256 of ``json.dumps(sorted([relative path, sha256] ...))`` from provenance.inputs."""
     recorded = recorded_inputs(findings)
     if recorded is None:
@@ -148,7 +150,7 @@ def inputs_digest(findings: dict) -> str | None:
     return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()
 
 
-def lesions_assessed(findings: dict) -> dict:
+def lesions_assessed(findings: FindingsDict) -> dict:
     """``{organ: bool}``: were the organ's lesions assessed (a lesion mask was given)?
 
     From findings.json's ``lesions_assessed``; findings written before that key
@@ -159,7 +161,7 @@ def lesions_assessed(findings: dict) -> dict:
     return {o: recorded.get(o) is not False for o in LESION_ORGANS}
 
 
-def metadata_from_findings(findings: dict) -> dict:
+def metadata_from_findings(findings: FindingsDict) -> dict:
     """The findings-derived metadata columns of one case (native types).
 
     Lesion counts and sizes of an organ whose lesions were not assessed are None
@@ -168,7 +170,7 @@ def metadata_from_findings(findings: dict) -> dict:
     lesions = findings.get("lesions") or []
     organs = findings.get("organs") or {}
     assessed = lesions_assessed(findings)
-    row = {"case_id": findings.get("case_id"), "phase": findings.get("phase")}
+    row: dict[str, Any] = {"case_id": findings.get("case_id"), "phase": findings.get("phase")}
     row["lesions_assessed"] = [o for o in LESION_ORGANS if assessed[o]]
     row["organs_with_lesions"] = [o for o in LESION_ORGANS if any(l.get("organ") == o for l in lesions)]
     row["organs_with_tumors"] = [o for o in LESION_ORGANS
@@ -182,7 +184,7 @@ def metadata_from_findings(findings: dict) -> dict:
         row[f"largest_lesion_mm_{o}"] = max(sizes) if sizes else None
     staged = [l for l in lesions if l.get("t_stage")]
     row["t_stage"] = max(staged, key=lambda l: _t_rank(l["t_stage"]))["t_stage"] if staged else None
-    graded = [l["resectability"] for l in lesions if l.get("resectability") in _RESECTABILITY_ORDER]
+    graded = [r for r in (l.get("resectability") for l in lesions) if r is not None and r in _RESECTABILITY_ORDER]
     row["resectability"] = max(graded, key=_RESECTABILITY_ORDER.__getitem__) if graded else None
     for o in VOLUME_ORGANS:
         row[f"{o}_volume_ml"] = (organs.get(o) or {}).get("volume_ml")
@@ -194,7 +196,7 @@ def metadata_from_findings(findings: dict) -> dict:
     return row
 
 
-def _lesion_summary(lesion: dict) -> dict:
+def _lesion_summary(lesion: LesionEntry) -> dict:
     keys = ("id", "organ", "side", "kind", "longest_diameter_mm", "perpendicular_diameter_mm", "volume_ml",
             "mean_hu", "attenuation", "slice_index", "location", "vessel_contact_deg", "t_stage", "resectability")
     return {k: lesion.get(k) for k in keys}
@@ -390,7 +392,7 @@ def _write_dataset_tables(folder: Path, case_ids: list) -> None:
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
 
 
-def _accepted_narrative(out_case: Path, findings: dict) -> str | None:
+def _accepted_narrative(out_case: Path, findings: FindingsDict) -> str | None:
     check_path, text_path = out_case / "narrative_check.json", out_case / "narrative.txt"
     if not (check_path.is_file() and text_path.is_file()):
         return None

@@ -102,6 +102,7 @@ from .. import __version__
 from .. import terminology as term
 from .. import vocabulary as vocab
 from ..errors import InputError
+from ..findings import FindingsDict
 from ..geometry import GRID_TOLERANCE_MM, from_canonical, grid_deviation_mm
 from .atomic import write_files_atomically
 
@@ -113,7 +114,7 @@ SR_SERIES_DESCRIPTION = "RadGPT measurement report"
 ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
 
 
-def export_dicom(case, findings: dict, dicom_folder, out_dir, structures=None, algorithm_types=None,
+def export_dicom(case, findings: FindingsDict, dicom_folder, out_dir, structures=None, algorithm_types=None,
                  case_dir=None) -> list:
     """Write ``<case_id>_seg.dcm`` (DICOM SEG) and ``<case_id>_sr.dcm`` (TID 1500 SR) into ``out_dir``.
 
@@ -367,7 +368,7 @@ class _Segment:
     crop: object
 
 
-def _segments(case, findings: dict, structures) -> list:
+def _segments(case, findings: FindingsDict, structures) -> list:
     """Structures first (case order), then lesions (findings order)."""
     from ..measure.lesions import split_components
 
@@ -386,7 +387,7 @@ def _segments(case, findings: dict, structures) -> list:
     comps = {}
     for lesion in findings.get("lesions", []) or []:
         mask = lesion.get("mask")
-        if mask not in lesion_masks:
+        if mask is None or mask not in lesion_masks:
             continue
         if mask not in comps:
             # floor 0: components at or above the engine's floor keep their rank

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..findings import FindingsDict, LesionEntry
 from .format import fmt_mm
 from .png import encode_png
 
@@ -231,7 +232,7 @@ def _place_label(size, a, b, shape, taken: list, busy: np.ndarray) -> tuple:
 
 
 # ---------------------------------------------------------------- key images
-def _lesion_plane(case, lesion: dict, k: int):
+def _lesion_plane(case, lesion: LesionEntry, k: int):
     """(plane, offset_ij): the lesion's mask in axial slice k over the mask's crop (typed masks removed
     from a generic ``*_lesion`` mask, as the engine does)."""
     from .. import vocabulary as vocab
@@ -269,7 +270,7 @@ def _select_component(plane: np.ndarray, offset_ij, points_ij: list) -> np.ndarr
     return np.isin(labels, sorted(keep))
 
 
-def key_image(case, lesion: dict, target_px: int = TARGET_PX) -> KeyImage:
+def key_image(case, lesion: LesionEntry, target_px: int = TARGET_PX) -> KeyImage:
     """The key image of one lesion (see the module docstring)."""
     lid = lesion.get("id", "lesion")
     k = lesion.get("canonical_slice")
@@ -326,7 +327,7 @@ def key_image(case, lesion: dict, target_px: int = TARGET_PX) -> KeyImage:
         from .. import vocabulary as vocab
 
         grey = np.zeros((ni, nj))
-        for organ_mask in vocab.LESION_ORGAN_MASKS.get(lesion.get("organ"), ()):
+        for organ_mask in vocab.LESION_ORGAN_MASKS.get(lesion.get("organ") or "", ()):
             c = case.crop(organ_mask)
             if c is not None and not c.is_empty:
                 grey[c.in_box((i0, j0, k), (ni, nj, 1))[:, :, 0]] = 90.0
@@ -357,8 +358,10 @@ def key_image(case, lesion: dict, target_px: int = TARGET_PX) -> KeyImage:
         endpoints[name] = (a, b)
         _draw_segment(rgb, a, b, CALIPER_COLORS[name], busy)
     taken: list[tuple[int, int, int, int]] = []  # placed labels: (x0, y0, x1, y1) pixels
+    diameters_mm = {"longest": lesion.get("longest_diameter_mm"),
+                    "perpendicular": lesion.get("perpendicular_diameter_mm")}
     for name, (a, b) in endpoints.items():
-        mm = lesion.get(f"{name}_diameter_mm")
+        mm = diameters_mm.get(name)
         if mm is None:
             continue
         text = mm_label(mm)
@@ -406,7 +409,7 @@ def _scale_bar(rgb: np.ndarray, zoom: float, taken: list) -> None:
     _stamp_text(rgb, text, x1 - tw, y - th - 4, TEXT_RGB, pad=2)
 
 
-def key_images(case, findings: dict, target_px: int = TARGET_PX, only=None) -> dict:
+def key_images(case, findings: FindingsDict, target_px: int = TARGET_PX, only=None) -> dict:
     """lesion id -> :class:`KeyImage` for every lesion of ``findings`` (or those whose id is in
     ``only``); empty without a case."""
     if case is None:

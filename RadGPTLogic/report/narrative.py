@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..findings import FindingsDict
 from ..llm.checked import error_lines, extract_report  # noqa: F401 - extract_report: part of this API
 from .factcheck import check_narrative, describe_text, fact_checklist
 
@@ -180,9 +181,9 @@ def label_report(text: str) -> frozenset:
     return _labels(d["lesions"], d["enlarged"], d["steatosis"], d["vascular"])
 
 
-def case_labels(findings: dict) -> frozenset:
+def case_labels(findings: FindingsDict) -> frozenset:
     """The same labels, from findings.json."""
-    lesions = [(les["organ"], KIND_LABEL.get(les.get("kind"), "tumor")) for les in findings.get("lesions") or []]
+    lesions = [(les["organ"], KIND_LABEL.get(les.get("kind") or "", "tumor")) for les in findings.get("lesions") or []]
     vascular = any(d for les in findings.get("lesions") or [] for d in (les.get("vessel_contact_deg") or {}).values())
     enlarged, steatosis = set(), set()
     for name, entry in (findings.get("organs") or {}).items():
@@ -205,7 +206,7 @@ def example_rank(example: Example, labels: frozenset) -> tuple:
     return (-shared, -organs, len(example.labels - labels), len(labels - example.labels), example.name)
 
 
-def select_examples(examples: list, findings: dict, k: int = DEFAULT_K) -> list:
+def select_examples(examples: list, findings: FindingsDict, k: int = DEFAULT_K) -> list:
     """The ``k`` examples closest to the case's diagnoses (deterministic)."""
     labels = case_labels(findings)
     return sorted(examples, key=lambda e: example_rank(e, labels))[:max(0, k)]
@@ -258,7 +259,7 @@ RULES = "\n".join([
 ])
 
 
-def build_messages(findings: dict, structured: str | None, examples: list, style_note: str | None = None,
+def build_messages(findings: FindingsDict, structured: str | None, examples: list, style_note: str | None = None,
                    errors: list | None = None) -> list:
     """The chat messages: rules, examples, the structured report (None: the compact facts only) and,
     on a retry, the errors of the previous answer (never the answer itself)."""
@@ -282,7 +283,7 @@ def build_messages(findings: dict, structured: str | None, examples: list, style
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(parts)}]
 
 
-def prompt_variants(findings: dict, structured: str, examples: list, style_note: str | None = None):
+def prompt_variants(findings: FindingsDict, structured: str, examples: list, style_note: str | None = None):
     """``variants(errors)`` for :class:`~RadGPTLogic.llm.checked.CheckedJob`: all examples, then one fewer
     each time down to none, then the compact facts without the structured report."""
 
@@ -332,7 +333,7 @@ def read_out_dir(out_dir) -> tuple:
     if not path.is_file():
         raise InputError(path, "not found (run `radgpt report CASE --out OUT_DIR` first)")
     try:
-        findings = json.loads(path.read_text(encoding="utf-8"))
+        findings: FindingsDict = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(path, f"unreadable findings ({exc})") from None
     if not isinstance(findings, dict) or "lesions" not in findings or "organs" not in findings:

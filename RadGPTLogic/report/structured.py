@@ -24,10 +24,12 @@ import importlib.resources
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import markupsafe
 
+from ..findings import FindingsDict, LesionEntry
 from .format import fmt_cm, fmt_deg, fmt_hu, fmt_ml, fmt_mm, fmt_mm3, fmt_num, fmt_pct, fmt_ratio
 
 TEMPLATE_PACKAGE = __package__ or "RadGPTLogic.report"
@@ -128,16 +130,16 @@ def get_environment(template_dir=None) -> jinja2.Environment:
 
 
 # ----------------------------------------------------------------- context
-def _lesion_number(lesion: dict) -> str:
+def _lesion_number(lesion: LesionEntry) -> str:
     return str(lesion.get("id", "")).rsplit("_", 1)[-1]
 
 
-def _t_rank(lesion: dict) -> int:
+def _t_rank(lesion: LesionEntry) -> int:
     t = lesion.get("t_stage")
     return T_ORDER.index(t) if t in T_ORDER else -1
 
 
-def _impression(findings: dict) -> list:
+def _impression(findings: FindingsDict) -> list:
     """Impression items, most significant first.
 
     1. staged pancreatic tumours (highest T, then largest), 2. other lesions grouped by
@@ -147,7 +149,7 @@ def _impression(findings: dict) -> list:
     organs = findings.get("organs", {})
     everything = findings.get("lesions", [])
     lesions = [l for l in everything if not l.get("outside_organ")]
-    items = []
+    items: list[dict[str, Any]] = []
     checks = findings.get("mask_checks") or []
     outside = [l for l in everything if l.get("outside_organ")]
     if checks or outside:
@@ -204,7 +206,7 @@ def _impression(findings: dict) -> list:
     return items
 
 
-def _sections(findings: dict) -> list:
+def _sections(findings: FindingsDict) -> list:
     """Findings sections in reading order.
 
     Each section: ``organs`` (``name``, ``entry`` and the ``lesions`` that belong to
@@ -250,7 +252,7 @@ def _sections(findings: dict) -> list:
     return out
 
 
-def _staging(lesion: dict) -> dict | None:
+def _staging(lesion: LesionEntry) -> dict | None:
     """Vessels and organs of a staged lesion, sorted for wording (contact first, largest angle first)."""
     contact = lesion.get("vessel_contact_deg")
     if not isinstance(contact, dict):
@@ -266,7 +268,7 @@ def _staging(lesion: dict) -> dict | None:
     }
 
 
-def _has_ct(findings: dict) -> bool:
+def _has_ct(findings: FindingsDict) -> bool:
     """Whether the case had a CT: any HU value in the findings, else a CT among the inputs."""
     values = [o.get("mean_hu") for o in findings.get("organs", {}).values()]
     values += [l.get("mean_hu") for l in findings.get("lesions", [])]
@@ -283,7 +285,7 @@ def _split_subject(what: str, lesions: dict) -> tuple:
     return (head, rest) if head in lesions else (None, str(what))
 
 
-def _lesion_notes(findings: dict) -> dict:
+def _lesion_notes(findings: FindingsDict) -> dict:
     """lesion id -> not-assessable items about it ("kidney pole: ...") not already worded elsewhere
     (its location_note, its resectability reason)."""
     lesions = {l.get("id"): l for l in findings.get("lesions", [])}
@@ -303,7 +305,7 @@ def _lesion_notes(findings: dict) -> dict:
 GROUP_NOT_ASSESSABLE_ABOVE = 3
 
 
-def _not_assessable_lines(findings: dict) -> list:
+def _not_assessable_lines(findings: FindingsDict) -> list:
     """``[{"what", "why"}]`` in words; an item shared by many lesions of one organ is said once."""
     lesions = {l.get("id"): l for l in findings.get("lesions", [])}
     groups: dict = {}
@@ -331,15 +333,15 @@ _LESION_WORDS = {"liver": "liver", "pancreas": "pancreatic", "kidney": "kidney"}
 KIND_WORDS = {"pdac": "PDAC", "pnet": "PNET"}
 
 
-def lesion_title_text(lesion: dict) -> str:
+def lesion_title_text(lesion: LesionEntry) -> str:
     """"Liver lesion 1", "Pancreatic PDAC 2" ... as the report names a lesion."""
     kind = lesion.get("kind") or "lesion"
-    text = f"{_LESION_WORDS.get(lesion.get('organ'), lesion.get('organ'))} {KIND_WORDS.get(kind, kind)} " \
-           f"{_lesion_number(lesion)}"
+    organ = lesion.get("organ")
+    text = f"{_LESION_WORDS.get(organ or '', organ)} {KIND_WORDS.get(kind, kind)} {_lesion_number(lesion)}"
     return text[:1].upper() + text[1:]
 
 
-def _humanise(findings: dict, what: str, lesions: dict | None = None) -> str:
+def _humanise(findings: FindingsDict, what: str, lesions: dict | None = None) -> str:
     """A not-assessable item's subject in words: lesion ids and organ keys become their names."""
     head, _, rest = str(what).partition(" ")
     lesions = lesions if lesions is not None else {l.get("id"): l for l in findings.get("lesions", [])}
@@ -351,7 +353,7 @@ def _humanise(findings: dict, what: str, lesions: dict | None = None) -> str:
     return str(what).replace("_", " ")
 
 
-def report_context(findings: dict, key_images: dict | None = None, key_image_note: str | None = None) -> dict:
+def report_context(findings: FindingsDict, key_images: dict | None = None, key_image_note: str | None = None) -> dict:
     """Everything the templates see.
 
     ``f`` (also ``findings``) is the findings dict itself; the rest is ordering and grouping only.
@@ -386,12 +388,12 @@ def _render(name: str, context: dict, template_dir) -> str:
     return text.strip("\n") + "\n"
 
 
-def render_text(findings: dict, template_dir=None) -> str:
+def render_text(findings: FindingsDict, template_dir=None) -> str:
     """The structured report as plain text (report.txt)."""
     return _render("report.txt.j2", report_context(findings), template_dir)
 
 
-def render_markdown(findings: dict, template_dir=None) -> str:
+def render_markdown(findings: FindingsDict, template_dir=None) -> str:
     """The structured report as Markdown (report.md)."""
     return _render("report.md.j2", report_context(findings), template_dir)
 
@@ -400,10 +402,10 @@ def render_markdown(findings: dict, template_dir=None) -> str:
 KEY_IMAGES_PER_ORGAN = 10
 
 
-def key_image_lesions(findings: dict) -> list:
+def key_image_lesions(findings: FindingsDict) -> list:
     """Ids of the lesions that get a key image: the :data:`KEY_IMAGES_PER_ORGAN` largest of each organ."""
-    chosen: list[str] = []
-    per_organ: dict[str, int] = {}  # organ -> lesions chosen so far
+    chosen: list[str | None] = []
+    per_organ: dict[str | None, int] = {}  # organ -> lesions chosen so far
     for lesion in sorted(findings.get("lesions", []), key=lambda l: -(l.get("volume_ml") or 0.0)):
         n = per_organ.get(lesion.get("organ"), 0)
         if n < KEY_IMAGES_PER_ORGAN:
@@ -412,7 +414,7 @@ def key_image_lesions(findings: dict) -> list:
     return chosen
 
 
-def _html_key_images(findings: dict, case) -> tuple:
+def _html_key_images(findings: FindingsDict, case) -> tuple:
     images, note = {}, None
     if case is None:
         note = "no key images (the renderer was not given the case's CT and masks)"
@@ -427,7 +429,7 @@ def _html_key_images(findings: dict, case) -> tuple:
     return images, note
 
 
-def render_html(findings: dict, case=None, template_dir=None) -> str:
+def render_html(findings: FindingsDict, case=None, template_dir=None) -> str:
     """One self-contained HTML page: organ table, structured report and, given the
     :class:`~RadGPTLogic.case.Case`, a key image per lesion (inline PNG data URIs; the
     largest :data:`KEY_IMAGES_PER_ORGAN` lesions of each organ)."""
@@ -435,7 +437,7 @@ def render_html(findings: dict, case=None, template_dir=None) -> str:
     return _render("report.html.j2", report_context(findings, images, note), template_dir)
 
 
-def render_reports(findings: dict, case=None, template_dir=None) -> dict:
+def render_reports(findings: FindingsDict, case=None, template_dir=None) -> dict:
     """``{"report.txt", "report.md", "report.html"}`` from one shared context (built once)."""
     context = report_context(findings)
     images, note = _html_key_images(findings, case)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...findings import FindingsDict
+
 
 def current_inputs(case_dir) -> dict:
     """The files ``run_report`` would read for ``case_dir``: relative path -> Path
@@ -24,7 +26,7 @@ def current_inputs(case_dir) -> dict:
     return relative_inputs(case_dir)
 
 
-def recorded_inputs(findings: dict) -> dict | None:
+def recorded_inputs(findings: FindingsDict) -> dict | None:
     """``provenance.inputs`` as relative path -> sha256 (None when not recorded from files)."""
     inputs = (findings.get("provenance") or {}).get("inputs")
     if not isinstance(inputs, dict) or not inputs:
@@ -39,7 +41,7 @@ def recorded_inputs(findings: dict) -> dict | None:
     return out
 
 
-def input_changes(case_dir, findings: dict) -> list:
+def input_changes(case_dir, findings: FindingsDict) -> list:
     """How the case folder's inputs differ from those findings.json was made from
     (empty when identical): ``["segmentations/liver.nii.gz changed", ...]``."""
     from ...io.atomic import sha256_file
@@ -98,7 +100,7 @@ def check_up_to_date(case_dir, out_dir, phase: str, rules) -> tuple:
     if problems:
         return False, f"outputs not one whole set ({_summarise(problems)})", None
     try:
-        data = json.loads(findings_path.read_text(encoding="utf-8"))
+        data: FindingsDict = json.loads(findings_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False, "previous findings.json unreadable", None
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from ...findings import FindingsDict, LesionEntry
 from .mentions import (
     find_mentions,
     kind_ok,
@@ -112,7 +113,7 @@ def _cm(mm: float) -> str:
     return f"{mm / 10.0:.1f}"
 
 
-def lesion_location_text(lesion: dict) -> str:
+def lesion_location_text(lesion: LesionEntry) -> str:
     loc = lesion.get("location") or {}
     bits = []
     if loc.get("couinaud"):
@@ -126,12 +127,13 @@ def lesion_location_text(lesion: dict) -> str:
     return ", ".join(bits)
 
 
-def fact_checklist(findings: dict) -> list:
+def fact_checklist(findings: FindingsDict) -> list:
     """The facts a narrative must keep, as short lines (also shown to the LLM)."""
     lines = []
     for lesion in findings.get("lesions") or []:
         L, P = lesion.get("longest_diameter_mm"), lesion.get("perpendicular_diameter_mm")
-        kind = {"pdac": "PDAC", "pnet": "PNET"}.get(lesion.get("kind"), lesion.get("kind"))
+        kind: str | None = lesion.get("kind")
+        kind = {"pdac": "PDAC", "pnet": "PNET"}.get(kind or "", kind)
         organ = {"liver": "liver", "pancreas": "pancreatic", "kidney": "kidney"}.get(lesion["organ"], lesion["organ"])
         text = f"{organ} {kind} ({lesion['id']}): {_cm(L)} x {_cm(P)} cm" if L is not None and P is not None \
             else f"{organ} {kind} ({lesion['id']})"
@@ -146,12 +148,14 @@ def fact_checklist(findings: dict) -> list:
                 lines.append(f"  {VESSEL_WORDS.get(key, key)}: {deg:.0f} degrees of contact ({word})")
         if lesion.get("t_stage"):
             lines.append(f"  T stage {lesion['t_stage']}")
-        if lesion.get("resectability"):
-            lines.append(f"  resectability: {lesion['resectability'].replace('_', ' ')}")
+        resectability = lesion.get("resectability")
+        if resectability:
+            lines.append(f"  resectability: {resectability.replace('_', ' ')}")
     for name, entry in (findings.get("organs") or {}).items():
         title = name.replace("_", " ")
-        if entry.get("enlarged") in ("enlarged", "massively_enlarged"):
-            lines.append(f"{title}: {entry['enlarged'].replace('_', ' ')}")
+        enlarged = entry.get("enlarged")
+        if enlarged in ("enlarged", "massively_enlarged"):
+            lines.append(f"{title}: {enlarged.replace('_', ' ')}")
         if entry.get("steatosis") is True:
             lines.append(f"{title}: steatosis (fatty infiltration)")
         elif entry.get("possible_steatosis"):
@@ -162,7 +166,7 @@ def fact_checklist(findings: dict) -> list:
 
 
 class _Checker:
-    def __init__(self, text: str, findings: dict, notes: str | None):
+    def __init__(self, text: str, findings: FindingsDict, notes: str | None):
         self.raw = text
         self.text = normalise(text)
         self.f = findings
@@ -277,7 +281,7 @@ class _Checker:
                          f"{lesion_location_text(placed[0])} ({placed[0]['id']}) ('{short(m.text)}')",
                          ("size", owner["id"]))
 
-    def _check_location(self, lesion: dict, mine: list, by_id: dict) -> None:
+    def _check_location(self, lesion: LesionEntry, mine: list, by_id: dict) -> None:
         lid = lesion["id"]
         loc = lesion.get("location") or {}
 
@@ -384,9 +388,10 @@ class _Checker:
         for m in self.mentions:
             if m.sentence is sent and m.start <= n.start < m.end and len(m.lesions) == 1:
                 lesion = self.by_id[m.lesions[0]]
+                lesion_side = lesion.get("side")
                 host = [f"organ:{name}" for name in self.organs
                         if FINDINGS_ORGAN_OF.get(name, name) == lesion["organ"]
-                        and (lesion["organ"] != "kidney" or not lesion.get("side") or name.endswith(lesion["side"]))]
+                        and (lesion["organ"] != "kidney" or not lesion_side or name.endswith(lesion_side))]
                 return (f"lesion:{lesion['id']}", *host), lesion["id"]
         owners = []
         for organ, side in claim_organs(sent, n.start):
@@ -449,7 +454,7 @@ class _Checker:
 
     # -- staging -------------------------------------------------------------
     def check_staging(self) -> None:
-        stages = {les["t_stage"] for les in self.lesions if les.get("t_stage")}
+        stages = {t for t in (les.get("t_stage") for les in self.lesions) if t}
         stated = []
         for sent in self.sentences:
             for m in T_STAGE.finditer(sent.text):
@@ -489,16 +494,16 @@ class _Checker:
                 self.err("invented_finding", f"'{m.group()}' stated; the findings hold only a T stage",
                          ("stage", m.group()))
         for lesion in self.lesions:
-            if lesion.get("t_stage"):
-                t = lesion["t_stage"]
-                if not self.fact(f"{lesion['id']}: T stage {t}", t in stated):
-                    coarse = [s for s in stated if t.startswith(s)]
-                    self.err("dropped_stage", f"{lesion['id']}: T stage {t} is not stated"
+            t_stage = lesion.get("t_stage")
+            if t_stage:
+                if not self.fact(f"{lesion['id']}: T stage {t_stage}", t_stage in stated):
+                    coarse = [s for s in stated if t_stage.startswith(s)]
+                    self.err("dropped_stage", f"{lesion['id']}: T stage {t_stage} is not stated"
                              + (f" (only {coarse[0]})" if coarse else ""))
         self._check_resectability()
 
     def _check_resectability(self) -> None:
-        cats = {les["resectability"] for les in self.lesions if les.get("resectability")}
+        cats = {c for c in (les.get("resectability") for les in self.lesions) if c}
         stated = set()
         for sent in self.sentences:
             for m in RESECT.finditer(sent.text):
@@ -525,8 +530,8 @@ class _Checker:
                     self.err("invented_finding", f"resectability '{m.group()}' stated; the findings give no category",
                              ("resect", cat))
         for lesion in self.lesions:
-            if lesion.get("resectability"):
-                r = lesion["resectability"]
+            r = lesion.get("resectability")
+            if r:
                 if not self.fact(f"{lesion['id']}: resectability {r.replace('_', ' ')}", r in stated):
                     self.err("dropped_resectability", f"{lesion['id']}: resectability "
                              f"({r.replace('_', ' ')}) is not stated")
@@ -703,10 +708,11 @@ class _Checker:
                             self.warnings.append(f"{title}: steatosis denied; the findings say possible steatosis")
         for name, entry in self.organs.items():
             title = name.replace("_", " ")
-            if entry.get("enlarged") in ("enlarged", "massively_enlarged"):
-                if not self.fact(f"{name}: {entry['enlarged'].replace('_', ' ')}", (name, "enlarged") in found):
+            enlarged = entry.get("enlarged")
+            if enlarged in ("enlarged", "massively_enlarged"):
+                if not self.fact(f"{name}: {enlarged.replace('_', ' ')}", (name, "enlarged") in found):
                     self.err("dropped_organ_finding", f"{title}: enlargement "
-                             f"({entry['enlarged'].replace('_', ' ')}) is not stated")
+                             f"({enlarged.replace('_', ' ')}) is not stated")
             if entry.get("steatosis") is True:
                 if not self.fact(f"{name}: steatosis", (name, "steatosis") in found):
                     self.err("dropped_organ_finding", f"{title}: steatosis / fatty infiltration is not stated")
@@ -752,7 +758,7 @@ class _Checker:
                            facts_found=self.found, warnings=sorted(set(self.warnings)), from_notes=from_notes)
 
 
-def _describe(lesion: dict) -> str:
+def _describe(lesion: LesionEntry) -> str:
     bits = [f"{_cm(lesion['longest_diameter_mm'])} x {_cm(lesion['perpendicular_diameter_mm'])} cm"]
     where = lesion_location_text(lesion)
     if where:
@@ -805,6 +811,6 @@ def _deg_for(text: str, s: int, e: int, degs: list, vessels: list):
     return None
 
 
-def check_narrative(narrative: str, findings: dict, notes: str | None = None) -> CheckResult:
+def check_narrative(narrative: str, findings: FindingsDict, notes: str | None = None) -> CheckResult:
     """Compare a free-text report with findings.json; see the module docstring."""
     return _Checker(narrative, findings, notes).run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ...findings import FindingsDict, LesionEntry
 from .numbers import (
     extract_numbers,
     number_matches,
@@ -334,7 +335,7 @@ def find_mentions(sentences: list) -> list:
 # Matching mentions to lesions
 # =============================================================================
 
-def size_match(mention: Mention, lesion: dict) -> str:
+def size_match(mention: Mention, lesion: LesionEntry) -> str:
     """'full', 'partial' or ''."""
     if not mention.sizes:
         return ""
@@ -363,7 +364,7 @@ def size_match(mention: Mention, lesion: dict) -> str:
     return ""
 
 
-def kind_ok(mention: Mention, lesion: dict) -> bool:
+def kind_ok(mention: Mention, lesion: LesionEntry) -> bool:
     kind = lesion.get("kind")
     if kind in mention.kinds:
         return True  # the right word is there (other words may be explanation: "criteria apply to adenocarcinoma")
@@ -378,7 +379,7 @@ def kind_ok(mention: Mention, lesion: dict) -> bool:
     return True
 
 
-def location_score(mention: Mention, lesion: dict) -> float:
+def location_score(mention: Mention, lesion: LesionEntry) -> float:
     """How well the mention's side, segment, pancreatic part and pole fit the lesion (> 0 fits, < 0 contradicts)."""
     s = 0.0
     loc = lesion.get("location") or {}
@@ -394,7 +395,7 @@ def location_score(mention: Mention, lesion: dict) -> float:
     return s
 
 
-def _score(mention: Mention, lesion: dict) -> float:
+def _score(mention: Mention, lesion: LesionEntry) -> float:
     s = location_score(mention, lesion)
     sm = size_match(mention, lesion)
     s += {"full": 10, "partial": 6, "": 0}[sm]
@@ -405,7 +406,7 @@ def _score(mention: Mention, lesion: dict) -> float:
     return s
 
 
-def match_mentions(mentions: list, findings: dict) -> None:
+def match_mentions(mentions: list, findings: FindingsDict) -> None:
     """Fill ``mention.lesions`` (ids) and ``mention.size_ok``."""
     lesions = findings.get("lesions") or []
     for m in mentions:

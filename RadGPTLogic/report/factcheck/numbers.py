@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...findings import FindingsDict
 from .vocabulary import COMPARATOR, RANGE_EXPR, RATIO_EXPR, SINGLE_EXPR, SIZE_EXPR
 
 
@@ -140,7 +141,7 @@ def number_matches(x: float, decimals: int, unit: str, value: float) -> bool:
 DIMENSIONS = ("length", "volume", "hu", "deg", "pct", "ratio")
 
 
-def values_by_owner(findings: dict) -> dict:
+def values_by_owner(findings: FindingsDict) -> dict:
     """Every value a number in the text may state, by owner and dimension (base units).
 
     ``{owner: {dim: [(value, what)]}}`` with owner ``"organ:<name>"`` (a findings organ
@@ -164,9 +165,10 @@ def values_by_owner(findings: dict) -> dict:
         add(owner, "ratio", entry.get("pancreas_to_spleen_ratio"), "pancreas-to-spleen attenuation ratio")
         if entry.get("pancreas_to_spleen_ratio") is not None:
             add("organ:spleen", "ratio", entry["pancreas_to_spleen_ratio"], "pancreas-to-spleen attenuation ratio")
-    liver, spleen = organs.get("liver") or {}, organs.get("spleen") or {}
-    if liver.get("mean_hu") is not None and spleen.get("mean_hu") is not None:
-        d = liver["mean_hu"] - spleen["mean_hu"]
+    liver_hu = (organs.get("liver") or {}).get("mean_hu")
+    spleen_hu = (organs.get("spleen") or {}).get("mean_hu")
+    if liver_hu is not None and spleen_hu is not None:
+        d = liver_hu - spleen_hu
         for owner in ("organ:liver", "organ:spleen"):
             add(owner, "hu", d, "liver-minus-spleen attenuation")
             add(owner, "hu", -d, "spleen-minus-liver attenuation")
@@ -179,11 +181,12 @@ def values_by_owner(findings: dict) -> dict:
         add(owner, "hu", lesion.get("sd_hu"), "attenuation SD")
         for vessel, deg in (lesion.get("vessel_contact_deg") or {}).items():
             add(owner, "deg", deg, f"{vessel} contact")
-        for key, what in (("exophytic_fraction", "exophytic fraction"), ("in_organ_fraction", "fraction in the organ")):
-            if lesion.get(key) is not None:
-                add(owner, "pct", lesion[key] * 100, what)
-        for key in ("couinaud_shares", "pancreas_part_shares"):
-            for where, v in (lesion.get(key) or {}).items():
+        for fraction, what in ((lesion.get("exophytic_fraction"), "exophytic fraction"),
+                               (lesion.get("in_organ_fraction"), "fraction in the organ")):
+            if fraction is not None:
+                add(owner, "pct", fraction * 100, what)
+        for shares in (lesion.get("couinaud_shares"), lesion.get("pancreas_part_shares")):
+            for where, v in (shares or {}).items():
                 if v is not None:
                     add(owner, "pct", v * 100, f"share in {where}")
     for sub in findings.get("sub_threshold_lesions") or []:
@@ -194,7 +197,7 @@ def values_by_owner(findings: dict) -> dict:
     return owners
 
 
-def finding_values(findings: dict) -> dict:
+def finding_values(findings: FindingsDict) -> dict:
     """Every value a number in the text may state, by dimension (base units), whoever owns it."""
     vals: dict = {d: [] for d in DIMENSIONS}
     for dims in values_by_owner(findings).values():
@@ -203,7 +206,7 @@ def finding_values(findings: dict) -> dict:
     return vals
 
 
-def threshold_values(findings: dict) -> dict:
+def threshold_values(findings: FindingsDict) -> dict:
     """Cut-offs a report may quote after a comparator ("> 180 degrees", "<= 2 cm")."""
     th = {"length": [5.0, 10.0, 20.0, 40.0], "volume": [], "hu": [], "deg": [180.0, 90.0, 0.0],
           "pct": [50.0, 70.0], "ratio": []}
