@@ -51,7 +51,7 @@ class Executor:
 
     name = "executor"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lost: str | None = None
 
     def describe(self) -> dict:

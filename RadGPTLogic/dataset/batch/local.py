@@ -16,9 +16,13 @@ import os
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from .executor import Executor, remove_partial_output
 from .stages import case_stages, narrative_stage, new_row, wants_narrative
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 class _CaseTimeout(BaseException):
@@ -95,7 +99,7 @@ def _run_in_process(tasks, opts, timeout, stop, record) -> None:
 class _Pool:
     """The process pool of one batch run."""
 
-    def __init__(self, ctx, opts, workers, timeout, stop, record):
+    def __init__(self, ctx, opts, workers, timeout, stop, record) -> None:
         import multiprocessing as mp
 
         from .worker import Lifeline
@@ -106,7 +110,7 @@ class _Pool:
         self.slots: list = []
         self.dead_at_start = 0
         self.narratives: dict = {}  # future -> index
-        self.llm_pool = None
+        self.llm_pool: ThreadPoolExecutor | None = None  # narrative stages, started on first use
 
     # -- bookkeeping ----------------------------------------------------------------
     def _finish(self, slot, row, remove: bool) -> None:
