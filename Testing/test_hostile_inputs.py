@@ -222,3 +222,22 @@ def test_zero_voxel_size_without_orientation_is_an_error(case_dir, tmp_path):
     nib.save(bad, liver)
     (case_dir / "ct.nii.gz").unlink()
     _one_line_error(run_cli("report", case_dir, "--out", tmp_path / "out"), str(liver), "voxel size 5 x 5 x 0")
+
+
+def test_help_texts_read_right():
+    import contextlib
+    import io
+
+    from RadGPTLogic.cli import main
+    from RadGPTLogic.phantom import SIZES
+
+    for command in ("evaluate", "demo"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(out.getvalue().split())
+        assert "%%" not in text
+        if command == "evaluate":
+            assert "95% Wilson intervals" in text
+        else:  # every option explained, the sizes as the phantom makes them
+            assert "x".join(map(str, SIZES["small"]["shape"])) in text and "contrast phase" in text

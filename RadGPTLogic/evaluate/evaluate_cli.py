@@ -53,7 +53,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     e = subparsers.add_parser(
         "evaluate", help="tumour sensitivity/specificity/PPV of reports against reference reports or labels",
         description="Per-organ (liver, pancreas, kidney) tumour labels are extracted from predicted and reference "
-                    "reports, then compared per ground-truth size stratum (95%% Wilson intervals).")
+                    "reports, then compared per ground-truth size stratum (95% Wilson intervals).")
     e.add_argument("--pred", required=True, help="predicted reports or labels: CSV (case_id,report or label "
                    "columns) or a folder of <case>.txt / <case>/report.txt")
     e.add_argument("--truth", required=True, help="reference reports or labels, same forms as --pred")
