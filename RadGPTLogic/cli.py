@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="write a synthetic abdomen case and its report")
     d.add_argument("--out", required=True, help="output folder (gets case/ and report/)")
     d.add_argument("--size", choices=("small", "full"), default="small",
-                   help="small: 200x160x100 voxels of 2 x 2 x 2.5 mm (default); full: 512x512x300 of 0.75 x 0.75 x 1 mm, "
-                        "the size of a clinical CT")
+                   help="small: 200x160x100 voxels of 2 x 2 x 2.5 mm (default); "
+                        "full: 512x512x300 of 0.75 x 0.75 x 1 mm, the size of a clinical CT")
     d.add_argument("--phase", choices=SIMULATED_PHASES, default="non-contrast",
                    help="contrast phase the synthetic CT is made in (default: non-contrast)")
     d.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
