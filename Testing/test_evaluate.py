@@ -11,6 +11,7 @@ import math
 import pytest
 from llm_server import ScriptedLLMServer
 
+from RadGPTLogic.cli import main as cli_main
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.evaluate import ORGANS
 from RadGPTLogic.evaluate.evaluate_cli import register, run_evaluate
@@ -484,8 +485,8 @@ def test_cli_end_to_end_on_report_csvs(tmp_path, capsys):
     pred = write_csv(tmp_path / "pred.csv", ["case_id", "report"], PRED_REPORTS)
     truth = write_csv(tmp_path / "truth.csv", ["case_id", "report"], TRUTH_REPORTS)
     out = tmp_path / "out"
-    args = parse("--pred", pred, "--truth", truth, "--out", out)
-    assert args.func(args) == 0
+    # through the CLI's main, which routes the radgpt logger's warnings to stderr
+    assert cli_main(["evaluate", "--pred", str(pred), "--truth", str(truth), "--out", str(out)]) == 0
     captured = capsys.readouterr()
     with capsys.disabled():  # the table, for the record (visible with pytest -s)
         print("\n" + captured.out)

@@ -15,6 +15,7 @@ missing), 2 for bad usage or input (no batch summary, DATASET not empty without
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..llm.client import add_endpoint_options
@@ -190,8 +191,9 @@ def cmd_batch(args) -> int:
 def cmd_export_triplets(args) -> int:
     from .triplets import export_triplets
 
+    log = logging.getLogger("radgpt")
     result = export_triplets(args.out, args.dest, cases_root=args.cases, mode=args.mode, narrative=args.narrative,
-                             update=args.update, verify=args.verify, warn=lambda line: _say(f"radgpt: warning: {line}"))
+                             update=args.update, verify=args.verify, warn=lambda line: log.warning("%s", line))
     print(f"export-triplets: {len(result.exported)} case(s) exported, {len(result.excluded)} left out "
           f"-> {result.dest}")
     return 1 if result.excluded else 0

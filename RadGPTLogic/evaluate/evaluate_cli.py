@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,7 +302,7 @@ def run_evaluate(pred, truth, extractor: str = "rules", uncertain: str = "exclud
 
 
 def _warn(line: str) -> None:
-    print(f"radgpt: warning: {line}", file=sys.stderr)
+    logging.getLogger("radgpt").warning("%s", line)
 
 
 def cmd_evaluate(args) -> int:

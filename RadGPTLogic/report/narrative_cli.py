@@ -18,10 +18,12 @@ for the model's context; one error line each, files still written); 2 bad input
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from dataclasses import replace
 
 from ..errors import InputError
+
+log = logging.getLogger("radgpt")
 
 
 def _llm_options(p: argparse.ArgumentParser) -> None:
@@ -81,15 +83,13 @@ def cmd_narrative(args) -> int:
             print(f"{res.case_id}: narrative accepted on try {res.accepted_attempt} -> {out_dir}/narrative.txt")
         elif res.reason == "fact_check_failed":
             n = len(res.check["errors"]) if res.check else 0
-            print(f"radgpt: warning: {res.case_id}: the LLM narrative failed the fact check "
-                  f"{len(res.attempts)} time(s) ({n} error(s) left); the structured report is kept as "
-                  f"narrative-of-record (see {where})", file=sys.stderr)
+            log.warning("%s: the LLM narrative failed the fact check %d time(s) (%d error(s) left); the structured "
+                        "report is kept as narrative-of-record (see %s)", res.case_id, len(res.attempts), n, where)
         else:
-            level = "error" if res.llm_failed else "warning"
             code = 1 if res.llm_failed else code
-            print(f"radgpt: {level}: {res.case_id}: no LLM narrative ({res.reason}: "
-                  f"{' '.join(str(res.record.get('reason_detail') or '').split())}); the structured report is kept "
-                  f"as narrative-of-record (see {where})", file=sys.stderr)
+            log.log(logging.ERROR if res.llm_failed else logging.WARNING,
+                    "%s: no LLM narrative (%s: %s); the structured report is kept as narrative-of-record (see %s)",
+                    res.case_id, res.reason, " ".join(str(res.record.get("reason_detail") or "").split()), where)
     return code
 
 
@@ -107,14 +107,14 @@ def cmd_enhance(args) -> int:
         if status == "accepted":
             print(f"{res.case_id}: notes merged into the {kind} report -> {args.out_dir}/{name}")
         elif reason == "fact_check_failed":
-            print(f"radgpt: warning: {res.case_id}: the merged {kind} report failed the fact check; the notes "
-                  f"were appended verbatim instead ({args.out_dir}/{name})", file=sys.stderr)
+            log.warning("%s: the merged %s report failed the fact check; the notes were appended verbatim instead "
+                        "(%s/%s)", res.case_id, kind, args.out_dir, name)
         else:
             code = 1 if reason in ENDPOINT_REASONS else code
             detail = res.record["reports"][kind].get("reason_detail") or ""
-            print(f"radgpt: {'error' if reason in ENDPOINT_REASONS else 'warning'}: {res.case_id}: no merge of the "
-                  f"{kind} report ({reason}: {' '.join(detail.split())}); the notes were appended verbatim "
-                  f"({args.out_dir}/{name})", file=sys.stderr)
+            log.log(logging.ERROR if reason in ENDPOINT_REASONS else logging.WARNING,
+                    "%s: no merge of the %s report (%s: %s); the notes were appended verbatim (%s/%s)",
+                    res.case_id, kind, reason, " ".join(detail.split()), args.out_dir, name)
     return code
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from RadGPTLogic import vocabulary as vocab
 from RadGPTLogic.case import Case, Crop
+from RadGPTLogic.case import union_crops as core_union_crops
 
 from .layers import SegmentTracker
 
@@ -48,16 +49,7 @@ class UpdateResult:
 
 def union_crops(crops: list) -> Crop:
     """Union of crops in one canonical frame (segments that name one structure)."""
-    full = [c for c in crops if not c.is_empty]
-    if len(full) <= 1:
-        return full[0] if full else Crop.empty()
-    lo = np.min([c.offset for c in full], axis=0)
-    hi = np.max([np.add(c.offset, c.shape) for c in full], axis=0)
-    offset, shape = tuple(int(x) for x in lo), tuple(int(x) for x in hi - lo)
-    box = np.zeros(shape, bool)
-    for c in full:
-        box |= c.in_box(offset, shape)
-    return Crop(box, offset)
+    return core_union_crops(crops)
 
 
 #: Shown in place of a key image being redrawn.

@@ -14,8 +14,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-STATUSES = ("ok", "failed", "timeout", "skipped", "cancelled")
+#: How a case of a batch ended (each case ends in exactly one).
+BatchStatus = Literal["ok", "failed", "timeout", "skipped", "cancelled"]
+STATUSES: tuple = ("ok", "failed", "timeout", "skipped", "cancelled")
 
 SUMMARY_COLUMNS = (
     "case_id", "status", "error", "seconds", "n_lesions", "organs_with_lesions", "t_stages", "report",
