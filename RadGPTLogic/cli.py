@@ -1,7 +1,7 @@
 """Command line: the ``radgpt`` program (``radgpt report``, ``demo``, ``import``, ``export-dicom``).
 
 Other sub-commands live with their code and register themselves (narrative,
-evaluate, batch, export-triplets).  This module only parses arguments, calls the
+evaluate, batch, export-triplets, segment, run, doctor).  This module only parses arguments, calls the
 pipeline (:mod:`RadGPTLogic.pipeline`) or an importer, and turns outcomes into exit
 codes: 0 success; 2 bad input or usage (one line on stderr naming the file); 1
 internal error (traceback only with ``--debug``); 130 interrupted.  Warnings reach
@@ -201,10 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .dataset.dataset_cli import register as register_dataset
     from .evaluate.evaluate_cli import register as register_evaluate
     from .report.narrative_cli import register as register_narrative
+    from .segment.segment_cli import register as register_segment
 
     register_narrative(sub)
     register_evaluate(sub)
     register_dataset(sub)
+    register_segment(sub)
     return p
 
 

@@ -21,7 +21,7 @@ a Dask cluster run the very same code:
 A segmenter is any picklable object with ``resources`` (a dict), ``setup()``
 (called once per worker process before its first case: load the model there) and
 ``segment(ct_path, out_case_dir)``; :class:`RunnerSegmenter` adapts
-:class:`RadGPTLogic.segment.SegmentationRunner`.
+:class:`RadGPTLogic.segment.stage.Segmenter`.
 """
 
 from __future__ import annotations
@@ -149,43 +149,49 @@ def segment_stage(task: dict, opts: BatchOptions) -> dict:
 
 
 class RunnerSegmenter:
-    """A segmenter over :class:`RadGPTLogic.segment.SegmentationRunner` (nnU-Net v2 models).
+    """A segmenter over :class:`RadGPTLogic.segment.stage.Segmenter` (nnU-Net v2 models).
 
-    ``resources`` defaults to ``{"GPU": 1}`` for a CUDA device, else none.
+    Runs in the batch worker's own process (the batch already isolates cases in
+    worker processes with their own timeouts and cancel), and loads the models once
+    per worker process (:meth:`setup`), never once per case.  ``resources``
+    defaults to ``{"GPU": 1}`` for a CUDA device, else none.
     """
 
-    def __init__(self, models, device: str = "auto", timeout_s: float | None = None, resources: dict | None = None):
-        self.models = models
+    def __init__(self, models, device: str = "auto", timeout_s: float | None = None, resources: dict | None = None,
+                 folds=None, mirroring: bool | None = None, tile_step: float = 0.5, label_map: dict | None = None):
+        self.models = [str(m) for m in models]
         self.device = device
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # kept for callers; the batch's own per-case timeout applies
+        self.folds = folds
+        self.mirroring = mirroring
+        self.tile_step = tile_step
+        self.label_map = label_map
         self.resources = dict(resources) if resources is not None else (
             {"GPU": 1} if str(device).startswith("cuda") else {})
-        self._runner: Any = None  # RadGPTLogic.segment's SegmentationRunner, made by setup()
+        self._segmenter: Any = None  # RadGPTLogic.segment.stage.Segmenter, made by setup()
 
     def __repr__(self) -> str:
-        return f"RunnerSegmenter({self.models!r}, device={self.device!r})"
+        return f"RunnerSegmenter({self.models!r}, device={self.device!r}, folds={self.folds!r})"
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_runner"}
+        return {k: v for k, v in self.__dict__.items() if k != "_segmenter"}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _runner=None)
+        self.__dict__.update(state, _segmenter=None)
 
     def setup(self) -> None:
         try:
-            from ...segment import SegmentationRunner
+            from ...segment.stage import Segmenter
         except ImportError:
             raise InputError(None, "segmentation is not available in this installation "
                                    "(RadGPTLogic.segment is missing)") from None
-        self._runner = SegmentationRunner(self.models, device=self.device, timeout_s=self.timeout_s)
+        self._segmenter = Segmenter(self.models, device=self.device, folds=self.folds, mirroring=self.mirroring,
+                                    tile_step=self.tile_step, label_map=self.label_map)
 
     def segment(self, ct_path, out_case_dir) -> None:
-        if self._runner is None:
+        if self._segmenter is None:
             self.setup()
-        self._runner.start(ct_path, out_case_dir)
-        event = self._runner.wait()
-        if event.kind != "done":
-            raise InputError(None, event.message or f"segmentation {event.kind}")
+        self._segmenter.segment(ct_path, out_case_dir)
 
 
 # ----------------------------------------------------------------------------- report
