@@ -19,7 +19,7 @@ from pathlib import Path
 def _behaviour(case_dir) -> dict:
     path = Path(case_dir).parent / "behaviour.json"
     try:
-        return json.loads(path.read_text()).get(Path(case_dir).name, {})
+        return json.loads(path.read_text(encoding="utf-8")).get(Path(case_dir).name, {})
     except (OSError, ValueError):
         return {}
 
@@ -40,7 +40,7 @@ def marks(root: Path, case_id: str | None = None) -> list:
     for path in sorted(folder.glob("*")) if folder.is_dir() else ():
         cid, _, _ = path.name.rpartition("-")
         try:
-            pid, ppid = (int(x) for x in path.read_text().split())
+            pid, ppid = (int(x) for x in path.read_text(encoding="utf-8").split())
         except ValueError:
             continue  # being written
         if case_id is None or cid == case_id:
@@ -114,7 +114,7 @@ def narrative_reply(out: Path):
     def reply(body: dict) -> str:
         text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []) if m.get("role") == "user")
         case_id = re.findall(r"case (BDMAP_\d+)", text)[-1]
-        report = (Path(out) / case_id / "report.txt").read_text()
+        report = (Path(out) / case_id / "report.txt").read_text(encoding="utf-8")
         report = re.sub(r" (Steatosis|Fatty pancreas) not assessable[^.]*\.", "", report)
         return f"#start\n{report}\n#end\n"
 

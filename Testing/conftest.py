@@ -110,7 +110,7 @@ def simple_case(tmp_path) -> Path:
 
 
 def load_findings(out_dir: Path) -> dict:
-    return json.loads((out_dir / "findings.json").read_text())
+    return json.loads((out_dir / "findings.json").read_text(encoding="utf-8"))
 
 
 def without_provenance(findings: dict) -> dict:

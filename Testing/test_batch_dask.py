@@ -54,7 +54,7 @@ class Cluster:
         while not self.file.is_file():
             assert time.monotonic() < deadline and self.scheduler.poll() is None, self.log("scheduler")
             time.sleep(0.1)
-        self.address = json.loads(self.file.read_text())["address"]
+        self.address = json.loads(self.file.read_text(encoding="utf-8"))["address"]
         self.workers = {}
         for name, resources in workers:
             args = ["worker", "--scheduler-file", str(self.file), "--host", "127.0.0.1", "--nthreads", "1",
@@ -71,7 +71,7 @@ class Cluster:
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self, name) -> str:
-        return (self.folder / f"{name}.log").read_text()[-3000:]
+        return (self.folder / f"{name}.log").read_text(encoding="utf-8")[-3000:]
 
     def wait_for_workers(self, n: int, timeout: float = 90) -> None:
         from distributed import Client
@@ -153,7 +153,7 @@ def test_dask_gives_the_bytes_of_the_local_executor(root, cluster, tmp_path):
             assert (tmp_path / "dask" / case_id / name).read_bytes() == \
                 (tmp_path / "local" / case_id / name).read_bytes(), (case_id, name)
     assert (tmp_path / "dask" / "reports.csv").read_bytes() == (tmp_path / "local" / "reports.csv").read_bytes()
-    summary = json.loads((tmp_path / "dask" / "batch_summary.json").read_text())
+    summary = json.loads((tmp_path / "dask" / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["options"]["executor"] == "dask" and summary["options"]["scheduler"] == cluster.address
     # Resume works across executors: everything is up to date for the local one.
     again = run_batch(root, tmp_path / "dask", workers=1, handle_signals=False)
@@ -238,7 +238,7 @@ def test_scheduler_gone_marks_unfinished_cases_resumable(root, tmp_path):
     unfinished = [case for case in CASES if status[case]["status"] != "ok"]
     assert unfinished and all(status[case]["status"] == "cancelled" for case in unfinished)
     assert all("scheduler" in status[case]["error"] and "resumable" in status[case]["error"] for case in unfinished)
-    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["lost"] == result.lost and summary["counts"]["cancelled"] == len(unfinished)
     (root2 / "behaviour.json").unlink()
     again = run_batch(root2, tmp_path / "out", workers=2, handle_signals=False)
@@ -274,7 +274,7 @@ def test_ctrl_c_cancels_cleanly(root, cluster, tmp_path):
             batch.kill()
         running = marks(root2)
         _kill_marked(root2)
-    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["interrupted"] == "SIGINT" and summary["counts"]["cancelled"] == len(CASES)
     errors = {c["error"] for c in summary["cases"]}
     assert "cancelled while running (batch interrupted)" in errors
@@ -311,10 +311,10 @@ def test_segmentation_tasks_go_to_the_gpu_worker_and_set_up_once(root, tmp_path)
             with open(f"/proc/{int(name.rsplit('-', 1)[1])}/stat") as fh:
                 assert int(fh.read().rsplit(")", 1)[1].split()[1]) == gpu_pid
         # The report equals that of the source case (same CT, same masks).
-        got = json.loads((tmp_path / "out" / CASES[0] / "findings.json").read_text())
+        got = json.loads((tmp_path / "out" / CASES[0] / "findings.json").read_text(encoding="utf-8"))
         want = run_batch(root, tmp_path / "ref", workers=1, ids=CASES[:1], handle_signals=False)
         assert want.exit_code == 0
-        ref = json.loads((tmp_path / "ref" / CASES[0] / "findings.json").read_text())
+        ref = json.loads((tmp_path / "ref" / CASES[0] / "findings.json").read_text(encoding="utf-8"))
         assert {k: v for k, v in got.items() if k != "provenance"} == \
             {k: v for k, v in ref.items() if k != "provenance"}
     finally:
@@ -348,7 +348,7 @@ def test_cli_joins_a_running_cluster(root, cluster, tmp_path):
                    "--scheduler", cluster.address, "--ids", str(_ids(tmp_path, CASES[:2]))])
     assert rc == 0, err.getvalue()
     assert f"Dask cluster at {cluster.address}" in err.getvalue()
-    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["counts"]["ok"] == 2 and summary["options"]["cluster"] == "joined"
     # A scheduler that is not there: one line, exit 2, nothing half-done.
     err = io.StringIO()

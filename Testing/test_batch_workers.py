@@ -126,10 +126,10 @@ def test_narrative_stage_bounded_and_never_loses_the_report(root, tmp_path):
     assert result.exit_code == 0
     for row in result.rows:
         assert row["status"] == "ok" and row["narrative"] == "accepted", row
-        check = json.loads((out / row["case_id"] / "narrative_check.json").read_text())
+        check = json.loads((out / row["case_id"] / "narrative_check.json").read_text(encoding="utf-8"))
         assert check["status"] == "accepted"
     reports = {r["BDMAP ID"]: r for r in csv.DictReader((out / "reports.csv").open(encoding="utf-8"))}
-    assert all(reports[c]["narrative report"] == (out / c / "narrative.txt").read_text() for c in CASES)
+    assert all(reports[c]["narrative report"] == (out / c / "narrative.txt").read_text(encoding="utf-8") for c in CASES)
 
     # Resumed: reports and narratives are kept, nothing is asked again.
     with Server(narrative_reply(out)) as server:
@@ -146,9 +146,9 @@ def test_narrative_stage_bounded_and_never_loses_the_report(root, tmp_path):
         assert row["status"] == "ok" and row["narrative"] == "fallback", row
         case_out = out2 / row["case_id"]
         # The fallback: narrative.txt holds the structured report; the check says why.
-        text = (case_out / "narrative.txt").read_text()
-        assert text.startswith("NOTE: no LLM narrative") and text.endswith((case_out / "report.txt").read_text())
-        check = json.loads((case_out / "narrative_check.json").read_text())
+        text = (case_out / "narrative.txt").read_text(encoding="utf-8")
+        assert text.startswith("NOTE: no LLM narrative") and text.endswith((case_out / "report.txt").read_text(encoding="utf-8"))
+        check = json.loads((case_out / "narrative_check.json").read_text(encoding="utf-8"))
         assert check["status"] == "fallback" and check["reason"] == "llm_error"
 
 
@@ -172,10 +172,10 @@ def test_segmentation_stage_wiring_local(root, tmp_path):
     result = run_batch(cts, out, workers=2, segmenter=seg, handle_signals=False)
     assert result.exit_code == 0 and all(r["status"] == "ok" and "segmented" in r["note"] for r in result.rows)
     assert len(list(log.glob("segment-*"))) == 2
-    got = json.loads((out / CASES[0] / "findings.json").read_text())
+    got = json.loads((out / CASES[0] / "findings.json").read_text(encoding="utf-8"))
     ref = run_batch(root, tmp_path / "ref", workers=1, ids=CASES[:1], handle_signals=False)
     assert ref.exit_code == 0
-    want = json.loads((tmp_path / "ref" / CASES[0] / "findings.json").read_text())
+    want = json.loads((tmp_path / "ref" / CASES[0] / "findings.json").read_text(encoding="utf-8"))
     assert {k: v for k, v in got.items() if k != "provenance"} == {k: v for k, v in want.items() if k != "provenance"}
     # Resumed: the segmented folder holds this CT already; nothing is segmented again.
     again = run_batch(cts, out, workers=1, segmenter=seg, handle_signals=False)

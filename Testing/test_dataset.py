@@ -72,11 +72,11 @@ def _has_pyarrow() -> bool:
 
 def _summary(out: Path):
     rows = list(csv.DictReader((out / "batch_summary.csv").open(encoding="utf-8")))
-    return {r["case_id"]: r for r in rows}, json.loads((out / "batch_summary.json").read_text())
+    return {r["case_id"]: r for r in rows}, json.loads((out / "batch_summary.json").read_text(encoding="utf-8"))
 
 
 def _findings(out: Path, case_id: str) -> dict:
-    return json.loads((out / case_id / "findings.json").read_text())
+    return json.loads((out / case_id / "findings.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_workers_2_gives_the_same_findings_as_workers_1(run_w1, run_w2):
     assert rc1 == rc2 == 1
     for case_id in GOOD:
         assert _findings(out1, case_id) == _findings(out2, case_id)
-        assert (out1 / case_id / "report.txt").read_text() == (out2 / case_id / "report.txt").read_text()
+        assert (out1 / case_id / "report.txt").read_text(encoding="utf-8") == (out2 / case_id / "report.txt").read_text(encoding="utf-8")
     rows1, _ = _summary(out1)
     rows2, _ = _summary(out2)
     assert {k: (r["status"], r["error"]) for k, r in rows1.items()} == \
@@ -331,7 +331,7 @@ def test_second_signal_cancels_running_cases(root, tmp_path):
 
 def _metadata(dataset: Path):
     rows = list(csv.DictReader((dataset / "metadata.csv").open(encoding="utf-8")))
-    jsonl = [json.loads(l) for l in (dataset / "metadata.jsonl").read_text().splitlines()]
+    jsonl = [json.loads(l) for l in (dataset / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
     return {r["case_id"]: r for r in rows}, {r["case_id"]: r for r in jsonl}
 
 
@@ -345,7 +345,7 @@ def test_export_triplets_files_links_and_metadata(run_w2, root, tmp_path):
                                                                        "phases.csv", "reports.csv", table])
     csv_rows, json_rows = _metadata(dataset)
     assert list(csv.reader((dataset / "metadata.csv").open()))[0] == list(METADATA_COLUMNS)
-    readme = (dataset / "README.md").read_text()
+    readme = (dataset / "README.md").read_text(encoding="utf-8")
     assert all(f"`{c}`" in readme for c in METADATA_COLUMNS)
     for case_id in GOOD:
         case = dataset / case_id
@@ -354,8 +354,8 @@ def test_export_triplets_files_links_and_metadata(run_w2, root, tmp_path):
         assert sorted(p.name for p in (case / "segmentations").iterdir()) == src_masks
         for rel in ["ct.nii.gz"] + [f"segmentations/{m}" for m in src_masks]:
             assert os.path.samefile(case / rel, root / case_id / rel)
-        assert (case / "report.txt").read_text() == (out / case_id / "report.txt").read_text()
-        findings = json.loads((case / "findings.json").read_text())
+        assert (case / "report.txt").read_text(encoding="utf-8") == (out / case_id / "report.txt").read_text(encoding="utf-8")
+        findings = json.loads((case / "findings.json").read_text(encoding="utf-8"))
         assert findings == _findings(out, case_id)
         assert not (case / "narrative.txt").exists()
         # Metadata equals findings.json.
@@ -373,7 +373,7 @@ def test_export_triplets_files_links_and_metadata(run_w2, root, tmp_path):
         assert float(row["liver_volume_ml"]) == findings["organs"]["liver"]["volume_ml"]
         assert row["phase"] == findings["phase"] == "unknown"
         assert row["report_path"] == f"{case_id}/report.txt" and row["narrative_path"] == ""
-        assert jrow["report_text"] == (case / "report.txt").read_text()
+        assert jrow["report_text"] == (case / "report.txt").read_text(encoding="utf-8")
         assert row["software_version"] == findings["provenance"]["version"]
         pairs = sorted([("ct.nii.gz" if name == "ct" else f"segmentations/{Path(e['path']).name}"), e["sha256"]]
                        for name, entries in findings["provenance"]["inputs"].items() for e in entries)
@@ -396,7 +396,7 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
     # (The "not assessable" steatosis sentences of an unknown-phase report are left out: the fact checker
     # reads them as a steatosis claim.)
     good_text = re.sub(r" (Steatosis|Fatty pancreas) not assessable[^.]*\.", "",
-                       (out / GOOD[0] / "report.txt").read_text())
+                       (out / GOOD[0] / "report.txt").read_text(encoding="utf-8"))
     # Written as `radgpt narrative` writes them (through the output folder's manifest).
     write_files_atomically(out / GOOD[0], {"narrative.txt": good_text,
                                            "narrative_check.json": json.dumps({"status": "accepted"})})
@@ -404,7 +404,7 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
         "narrative.txt": "Liver: a 95 mm lesion in segment 2. No other findings.\n",
         "narrative_check.json": json.dumps({"status": "accepted"})})
     # A narrative put there by hand (not in the manifest) is not the tool's: not exported.
-    (out / GOOD[2] / "narrative.txt").write_text((out / GOOD[2] / "report.txt").read_text())
+    (out / GOOD[2] / "narrative.txt").write_text((out / GOOD[2] / "report.txt").read_text(encoding="utf-8"))
     (out / GOOD[2] / "narrative_check.json").write_text(json.dumps({"status": "accepted"}))
     dataset = tmp_path / "ds"
     rc, _, stderr = _cli("export-triplets", out, "--dest", dataset, "--copy", "--narrative")
@@ -412,7 +412,7 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
     ct = dataset / GOOD[0] / "ct.nii.gz"
     source_ct = root / GOOD[0] / "ct.nii.gz"
     assert not os.path.samefile(ct, source_ct) and ct.read_bytes() == source_ct.read_bytes()
-    assert (dataset / GOOD[0] / "narrative.txt").read_text() == good_text
+    assert (dataset / GOOD[0] / "narrative.txt").read_text(encoding="utf-8") == good_text
     assert not (dataset / GOOD[1] / "narrative.txt").exists()
     assert not (dataset / GOOD[2] / "narrative.txt").exists()
     csv_rows, json_rows = _metadata(dataset)
@@ -426,7 +426,7 @@ def test_export_copy_symlink_update_and_narrative(run_w2, root, tmp_path):
 
     # --update: a dataset with one case gets the others added, the existing one kept.
     (out / "batch_summary.json").rename(out / "full.json")
-    full = json.loads((out / "full.json").read_text())
+    full = json.loads((out / "full.json").read_text(encoding="utf-8"))
     part = dict(full, cases=[c for c in full["cases"] if c["case_id"] == GOOD[0]])
     (out / "batch_summary.json").write_text(json.dumps(part))
     small = tmp_path / "small"

@@ -122,7 +122,7 @@ def test_lesion_counts_are_empty_when_not_assessed():
 
 def test_export_metadata_phases_and_reports_reproduce(done, tmp_path):
     root, out = _copy(done, tmp_path)
-    findings = json.loads((out / CASES[2] / "findings.json").read_text())
+    findings = json.loads((out / CASES[2] / "findings.json").read_text(encoding="utf-8"))
     if "lesions_assessed" not in findings:  # until the engine records it, as the tool would write it
         findings["lesions_assessed"] = {"liver": True, "pancreas": False, "kidney": False}
         write_files_atomically(out / CASES[2], {"findings.json": json.dumps(findings, indent=2) + "\n"})
@@ -137,7 +137,7 @@ def test_export_metadata_phases_and_reports_reproduce(done, tmp_path):
     assert meta[CASES[2]]["n_lesions_kidney"] == "" and meta[CASES[2]]["n_lesions_pancreas"] == ""
     assert meta[CASES[2]]["n_lesions_liver"] == "2" and meta[CASES[2]]["lesions_assessed"] == "liver"
     # The second case has no kidney lesion mask either: empty once findings record it, 0 in older findings.
-    second = json.loads((dataset / CASES[1] / "findings.json").read_text())
+    second = json.loads((dataset / CASES[1] / "findings.json").read_text(encoding="utf-8"))
     kidney_assessed = (second.get("lesions_assessed") or {}).get("kidney", True)
     assert meta[CASES[1]]["n_lesions_kidney"] == ("0" if kidney_assessed else "")
     assert meta[CASES[0]]["n_lesions_kidney"] == "2"  # kidney lesion and cyst masks given
@@ -169,11 +169,11 @@ def test_reports_csv_and_findings_table_agree_with_findings_and_triplets(done, t
     assert tuple(reports[0]) == REPORTS_COLUMNS
     assert [r["BDMAP ID"] for r in reports] == CASES
     for r in reports:
-        assert r["structured report"] == (out / r["BDMAP ID"] / "report.txt").read_text()
+        assert r["structured report"] == (out / r["BDMAP ID"] / "report.txt").read_text(encoding="utf-8")
         assert r["narrative report"] == ""
     table = read_findings_table(out)
     for case_id in CASES:
-        findings = json.loads((out / case_id / "findings.json").read_text())
+        findings = json.loads((out / case_id / "findings.json").read_text(encoding="utf-8"))
         mine = [r for r in table if r["case_id"] == case_id]
         lesions = [r for r in mine if r["row_type"] == "lesion"]
         organs = [r for r in mine if r["row_type"] == "organ"]
@@ -189,7 +189,7 @@ def test_reports_csv_and_findings_table_agree_with_findings_and_triplets(done, t
     dataset = tmp_path / "ds"
     assert _cli("export-triplets", out, "--dest", dataset)[0] == 0
     assert read_findings_table(dataset) == table
-    assert (dataset / "reports.csv").read_text() == (out / "reports.csv").read_text()
+    assert (dataset / "reports.csv").read_text(encoding="utf-8") == (out / "reports.csv").read_text(encoding="utf-8")
     meta = {r["case_id"]: r for r in csv.DictReader((dataset / "metadata.csv").open(encoding="utf-8"))}
     for case_id in CASES:
         for organ in ("liver", "pancreas", "kidney"):
@@ -208,7 +208,7 @@ def test_findings_table_csv_fallback_without_pyarrow(done, tmp_path, monkeypatch
             raise ImportError("no pyarrow here")
         return real_import(name, *args, **kwargs)
 
-    cases = [(json.loads((out / c / "findings.json").read_text()), (out / c / "report.txt").read_text(), None)
+    cases = [(json.loads((out / c / "findings.json").read_text(encoding="utf-8")), (out / c / "report.txt").read_text(encoding="utf-8"), None)
              for c in CASES]
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     (tmp_path / "findings_table.parquet").write_bytes(b"stale")

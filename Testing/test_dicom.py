@@ -478,7 +478,7 @@ def test_import_and_report_commands_with_a_dicom_ct(series_dir, seg_path, tmp_pa
     assert proc.returncode == 0, proc.stderr
     proc = radgpt("report", tmp_path / "case", "--out", tmp_path / "out", "--phase", "venous")
     assert proc.returncode == 0, proc.stderr
-    f = json.loads((tmp_path / "out" / "findings.json").read_text())
+    f = json.loads((tmp_path / "out" / "findings.json").read_text(encoding="utf-8"))
     # 20 slices of upper abdomen: every organ is cut by the scan, so no volume is claimed.
     assert all(e["complete"] is False and e["volume_ml"] is None for e in f["organs"].values())
     # Whole-mask HU is the README's figure; findings report the eroded ROI, close to it.

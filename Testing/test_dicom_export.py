@@ -546,7 +546,7 @@ def test_algorithm_type_from_provenance(tmp_path):
     # TotalSegmentator output imported with its table: model output.
     ts = tmp_path / "ts"
     _radgpt("import", LABELS, "--labels", "total", "--ct", SERIES, "--out", ts)
-    record = json.loads((ts / "import.json").read_text())
+    record = json.loads((ts / "import.json").read_text(encoding="utf-8"))
     assert record["label_table"] == "total" and record["algorithm_type"] == "AUTOMATIC"
     assert set(record["structures"]) == {p.name[:-7] for p in (ts / "segmentations").glob("*.nii.gz")}
     got = export(ts, "ts_out")

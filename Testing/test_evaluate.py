@@ -215,7 +215,7 @@ def test_rule_extractor_agrees_with_the_report_command(simple_case, tmp_path):
     from RadGPTLogic.pipeline import run_report
 
     findings = run_report(simple_case, tmp_path / "out").to_dict()
-    labels = extract_labels((tmp_path / "out" / "report.txt").read_text())
+    labels = extract_labels((tmp_path / "out" / "report.txt").read_text(encoding="utf-8"))
     for organ in ORGANS:
         sizes = [les["longest_diameter_mm"] for les in findings["lesions"] if les["organ"] == organ]
         if sizes:
@@ -509,7 +509,7 @@ def test_cli_end_to_end_on_report_csvs(tmp_path, capsys):
     assert pred_labels["c3"]["pancreas"] == "uncertain"
     truth_labels = {r["case_id"]: r for r in csv.DictReader(open(out / "labels_truth.csv"))}
     assert truth_labels["c2"]["kidney_mm"] == "12" and truth_labels["c3"]["pancreas_mm"] == "25"
-    assert (out / "metrics.md").read_text() in captured.out
+    assert (out / "metrics.md").read_text(encoding="utf-8") in captured.out
 
     # The written label tables are valid inputs themselves, and give the same metrics.
     args = parse("--pred", out / "labels_pred.csv", "--truth", out / "labels_truth.csv", "--uncertain", "positive")

@@ -23,7 +23,7 @@ def make_findings(root, name, lesions=None, phase="non-contrast", edit=None) -> 
     case = write_case(phantom, root / "cases", case_id=name)
     out = root / f"out_{name}"
     run_report(case, out, phase)
-    return out, json.loads((out / "findings.json").read_text())
+    return out, json.loads((out / "findings.json").read_text(encoding="utf-8"))
 
 
 def cm(mm: float) -> str:

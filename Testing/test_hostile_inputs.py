@@ -34,7 +34,7 @@ def test_amos_labels_read_with_the_total_table_are_flagged(tmp_path):
     assert {"liver", "pancreas", "adrenal_gland_right", "adrenal_gland_left"} <= flagged
     pancreas = next(c for c in f["mask_checks"] if c["structure"] == "pancreas")
     assert "implausible for a pancreas" in pancreas["problem"]
-    report = (tmp_path / "out" / "report.txt").read_text()
+    report = (tmp_path / "out" / "report.txt").read_text(encoding="utf-8")
     assert report.index("CHECK THE MASKS:") < report.index("FINDINGS:")
     assert report.split("IMPRESSION:")[1].strip().startswith("1. Check the masks:")
     assert "check the masks" in proc.stderr
@@ -154,7 +154,7 @@ def test_no_lesion_mask_means_not_assessed(tmp_path):
     f = load_findings(tmp_path / "out")
     # TotalSegmentator `total` has kidney cysts, no liver or pancreas lesion class
     assert f["lesions_assessed"] == {"liver": False, "pancreas": False, "kidney": True}
-    impression = (tmp_path / "out" / "report.txt").read_text().split("IMPRESSION:")[1]
+    impression = (tmp_path / "out" / "report.txt").read_text(encoding="utf-8").split("IMPRESSION:")[1]
     assert "Liver and pancreas not assessed for lesions (no lesion mask given)." in impression
     assert "No kidney lesion in the masks provided." in impression
 

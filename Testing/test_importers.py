@@ -160,7 +160,7 @@ def test_totalsegmentator_embedded_names_equal_total_table():
 
 
 def test_totalsegmentator_volumes_and_hu_match_its_statistics():
-    stats = json.loads(real(*TS_STATS).read_text())
+    stats = json.loads(real(*TS_STATS).read_text(encoding="utf-8"))
     case = case_from_labelmap(real(*TS_SEG), ct_path=real(*TS_CT))
     assert case.has_ct and case.sources["ct"][0]["path"] == str(real(*TS_CT))
     assert len(case.sources["ct"][0]["sha256"]) == 64

@@ -11,13 +11,13 @@ from llm_server import ScriptedLLMServer
 def test_narrative_command_end_to_end(simple_case, tmp_path):
     out = tmp_path / "out"
     run_cli("report", simple_case, "--out", out, "--phase", "non-contrast", check=True)
-    faithful = "#start\n" + (out / "report.txt").read_text() + "\n#end"
+    faithful = "#start\n" + (out / "report.txt").read_text(encoding="utf-8") + "\n#end"
     with ScriptedLLMServer([faithful]) as srv:
         proc = run_cli("narrative", out, "--base-url", srv.url, "--model", srv.model)
     assert proc.returncode == 0, proc.stderr
-    check = json.loads((out / "narrative_check.json").read_text())
+    check = json.loads((out / "narrative_check.json").read_text(encoding="utf-8"))
     assert check["status"] == "accepted"
-    assert (out / "narrative.txt").read_text().strip()
+    assert (out / "narrative.txt").read_text(encoding="utf-8").strip()
     prompt = json.dumps(srv.requests[0]["messages"])
     assert "liver" in prompt.lower()
 

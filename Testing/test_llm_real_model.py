@@ -104,9 +104,9 @@ def case_out(tmp_path_factory):
 
 def assert_outcome(out, server: RealServer, window: int = WINDOW) -> dict:
     """Files written, nothing beyond the window, accepted-and-checked or fallback-with-reasons."""
-    record = json.loads((out / "narrative_check.json").read_text())
-    narrative = (out / "narrative.txt").read_text()
-    structured = (out / "report.txt").read_text().strip()
+    record = json.loads((out / "narrative_check.json").read_text(encoding="utf-8"))
+    narrative = (out / "narrative.txt").read_text(encoding="utf-8")
+    structured = (out / "report.txt").read_text(encoding="utf-8").strip()
     assert record["attempts"], record
     assert all(0 < body["max_tokens"] <= ANSWER_CAP for body in server.requests)
     accepted = [(b, p) for b, p in zip(server.requests, server.prompt_tokens) if p + b["max_tokens"] <= window]
@@ -164,6 +164,6 @@ def test_the_character_estimate_is_conservative_for_this_tokenizer(smol, case_ou
     from RadGPTLogic.llm.budget import TokenCounter
     from RadGPTLogic.report.narrative import load_examples
 
-    texts = [e.text for e in load_examples()] + [(case_out / "report.txt").read_text()]
+    texts = [e.text for e in load_examples()] + [(case_out / "report.txt").read_text(encoding="utf-8")]
     estimate = TokenCounter()
     assert all(estimate.count(t) >= smol.count(t) for t in texts)

@@ -82,7 +82,7 @@ def test_a_spleen_saved_as_liver_lesion_is_flagged_not_reported(tmp_path):
     assert any("outside the liver mask" in w for w in f["warnings"])
     case = write_case(tmp_path, ct, affine, masks)
     proc = run_cli("report", case, "--out", tmp_path / "out", check=True)
-    report = (tmp_path / "out" / "report.txt").read_text()
+    report = (tmp_path / "out" / "report.txt").read_text(encoding="utf-8")
     assert "outside the liver mask" in report and "check the masks" in report.lower()
     assert "outside the liver mask" in report.split("IMPRESSION:")[1]
     assert "liver_lesion_1: lies outside the liver mask" in proc.stderr

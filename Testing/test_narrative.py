@@ -50,7 +50,7 @@ def case(staged_dir, tmp_path):
     """A fresh copy of the staged output folder and its texts."""
     out = tmp_path / "out"
     shutil.copytree(staged_dir, out)
-    f = json.loads((out / "findings.json").read_text())
+    f = json.loads((out / "findings.json").read_text(encoding="utf-8"))
     good = SECTIONED.format(**values(f))
     return {"out": out, "findings": f, "good": good,
             "wrong_segment": good.replace("lesion in segment 4a", "lesion in segment 3"),
@@ -129,7 +129,7 @@ def test_selection_prefers_same_organs_and_kinds_and_is_deterministic(case, plai
     shuffled = pool[:]
     random.Random(1).shuffle(shuffled)
     assert [e.name for e in select_examples(shuffled, f, k=3)] == picked
-    plain = json.loads((plain_dir / "findings.json").read_text())
+    plain = json.loads((plain_dir / "findings.json").read_text(encoding="utf-8"))
     assert case_labels(plain) == {"normal"}
     assert select_examples(pool, plain, k=1)[0].name == "sectioned_01_normal"
     # ties are broken by name
@@ -154,18 +154,18 @@ def test_faithful_narrative_accepted_first_try(case):
     assert res.model == "scripted-model"  # taken from /v1/models
     assert set(res.examples) == {"sectioned_02_liver_lesions", "sectioned_03_pdac_vascular",
                                  "sectioned_04_kidney_lesions"}
-    assert (case["out"] / "narrative.txt").read_text() == case["good"].strip() + "\n"
-    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    assert (case["out"] / "narrative.txt").read_text(encoding="utf-8") == case["good"].strip() + "\n"
+    record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
     assert record["status"] == "accepted" and record["model"] == "scripted-model"
     assert record["examples"] == res.examples and len(record["attempts"]) == 1
     assert record["final"]["ok"] and record["final"]["facts_found"] == record["final"]["facts_expected"]
     body = srv.requests[0]
     assert body["temperature"] == 0.0 and body["messages"][0]["role"] == "system"
     prompt = body["messages"][1]["content"]
-    assert (case["out"] / "report.txt").read_text().strip() in prompt
+    assert (case["out"] / "report.txt").read_text(encoding="utf-8").strip() in prompt
     assert "EXAMPLE REPORT 3:" in prompt and "#start" in prompt and "FACTS THAT MUST APPEAR" in prompt
     for name in res.examples:
-        assert (package_examples_dir() / f"{name}.txt").read_text().strip() in prompt
+        assert (package_examples_dir() / f"{name}.txt").read_text(encoding="utf-8").strip() in prompt
 
 
 def test_retry_lists_errors_then_accepts(case):
@@ -179,7 +179,7 @@ def test_retry_lists_errors_then_accepts(case):
     assert "failed the automatic fact check" in second[-1]["content"]
     assert "wrong_location" in second[-1]["content"] and "S3" in second[-1]["content"]
     assert all(r["max_tokens"] > 0 for r in srv.requests)
-    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
     assert [a["ok"] for a in record["attempts"]] == [False, True]
     assert record["attempts"][0]["errors"][0]["kind"] == "wrong_location"
 
@@ -188,10 +188,10 @@ def test_always_wrong_keeps_structured_report(case):
     with ScriptedLLMServer([wrap(case["swapped"])]) as srv:
         res = write_narrative(case["out"], config_for(srv), max_tries=3)
     assert res.status == "fallback" and not res.ok and len(srv.requests) == 3
-    text = (case["out"] / "narrative.txt").read_text()
+    text = (case["out"] / "narrative.txt").read_text(encoding="utf-8")
     assert text.splitlines()[0] == FAILED_HEADER.format(tries=3)
-    assert (case["out"] / "report.txt").read_text().strip() in text
-    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    assert (case["out"] / "report.txt").read_text(encoding="utf-8").strip() in text
+    record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
     assert record["status"] == "fallback" and record["narrative_of_record"] == "structured_report"
     assert len(record["attempts"]) == 3 and all(a["errors"] for a in record["attempts"])
     assert "swapped_side" in {e["kind"] for e in record["final"]["errors"]}
@@ -242,7 +242,7 @@ NOTES = "Cirrhotic liver morphology. Portocaval lymph node measuring 1.2 cm.\n"
 
 
 def test_enhance_merges_notes_and_tags_additions(case):
-    structured = (case["out"] / "report.txt").read_text()
+    structured = (case["out"] / "report.txt").read_text(encoding="utf-8")
     merged = structured.replace("IMPRESSION:", "Liver (radiologist): cirrhotic morphology.\n"
                                                "Lymph nodes: portocaval lymph node, 1.2 cm.\n\nIMPRESSION:")
     merged = merged.rstrip() + "\n5. Cirrhotic liver; 1.2 cm portocaval lymph node (radiologist notes).\n"
@@ -258,9 +258,9 @@ def test_enhance_merges_notes_and_tags_additions(case):
         res = enhance_report(case["out"], NOTES, config_for(srv))
     assert res.ok and res.statuses == {"structured": "accepted", "narrative": "accepted"}
     assert NOTES.strip() in srv.requests[0]["messages"][1]["content"]
-    assert (case["out"] / "report_enhanced.txt").read_text() == merged
-    assert (case["out"] / "narrative_enhanced.txt").read_text() == narrative
-    record = json.loads((case["out"] / "report_enhanced_check.json").read_text())
+    assert (case["out"] / "report_enhanced.txt").read_text(encoding="utf-8") == merged
+    assert (case["out"] / "narrative_enhanced.txt").read_text(encoding="utf-8") == narrative
+    record = json.loads((case["out"] / "report_enhanced_check.json").read_text(encoding="utf-8"))
     tags = record["reports"]["structured"]["from_notes"]
     assert tags and all(t["tag"] == "from notes" for t in tags)
     assert {"invented_finding", "changed_number"} <= {t["kind"] for t in tags}
@@ -268,14 +268,14 @@ def test_enhance_merges_notes_and_tags_additions(case):
 
 
 def test_enhance_that_drops_a_fact_falls_back(case):
-    structured = (case["out"] / "report.txt").read_text()
+    structured = (case["out"] / "report.txt").read_text(encoding="utf-8")
     lossy = "\n".join(les for les in structured.splitlines() if "cyst" not in les.lower())  # the kidney cyst is gone
     assert lossy != structured.rstrip()
     with ScriptedLLMServer([wrap(lossy + "\nLymph nodes: portocaval node 1.2 cm.\n")]) as srv:
         res = enhance_report(case["out"], NOTES, config_for(srv), max_tries=2)
     assert res.statuses == {"structured": "fallback"} and len(srv.requests) == 2
     assert "dropped_lesion" in srv.requests[1]["messages"][-1]["content"]
-    text = (case["out"] / "report_enhanced.txt").read_text()
+    text = (case["out"] / "report_enhanced.txt").read_text(encoding="utf-8")
     assert text.startswith(structured.rstrip()) and NOTES.strip() in text
 
 
@@ -309,7 +309,7 @@ def test_cli_narrative_and_enhance(case, capsys, no_llm_env, tmp_path):
     assert "failed the fact check 2 time(s)" in err and "narrative-of-record" in err
     notes = tmp_path / "notes.txt"
     notes.write_text(NOTES)
-    structured = (case["out"] / "report.txt").read_text()
+    structured = (case["out"] / "report.txt").read_text(encoding="utf-8")
     with ScriptedLLMServer([wrap(structured.rstrip() + "\nLymph nodes: portocaval lymph node 1.2 cm.\n")]) as srv:
         args = parse("enhance", case["out"], "--notes", notes, "--base-url", srv.url)
         assert args.func(args) == 0
@@ -337,15 +337,15 @@ def test_cli_unreachable_server_falls_back_with_exit_1(case, capsys, no_llm_env,
         assert args.func(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("radgpt: error:") and "\n" not in err and "llm_error" in err
-    text = (case["out"] / "narrative.txt").read_text()
-    assert text.startswith("NOTE: no LLM narrative") and (case["out"] / "report.txt").read_text().strip() in text
-    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    text = (case["out"] / "narrative.txt").read_text(encoding="utf-8")
+    assert text.startswith("NOTE: no LLM narrative") and (case["out"] / "report.txt").read_text(encoding="utf-8").strip() in text
+    record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
     assert (record["status"], record["reason"], record["tries"]) == ("fallback", "llm_error", 1)
     assert "HTTP 500" in record["attempts"][0]["llm_error"]["message"]
     # no server at all: the model list cannot be read; still the fallback, nothing lost
     res = write_narrative(case["out"], LLMConfig(base_url="http://127.0.0.1:9/v1", max_retries=0))
     assert (res.status, res.reason, res.attempts) == ("fallback", "llm_error", [])
-    assert (case["out"] / "report.txt").read_text().strip() in (case["out"] / "narrative.txt").read_text()
+    assert (case["out"] / "report.txt").read_text(encoding="utf-8").strip() in (case["out"] / "narrative.txt").read_text(encoding="utf-8")
 
 
 # --- context budget, cut-off answers, overflow ---------------------------------------------------
@@ -355,8 +355,8 @@ def test_examples_are_chosen_to_fit_a_small_window(case):
     with ScriptedLLMServer([wrap(case["good"])], context_tokens=100000, report_context=True, tokenize=True) as big:
         write_narrative(case["out"], config_for(big))
     # A window that leaves the three-example prompt less room than the report's own length: fewer examples fit.
-    least = len(word_tokens((case["out"] / "report.txt").read_text()))
-    window = json.loads((case["out"] / "narrative_check.json").read_text())["attempts"][0]["prompt_tokens"] \
+    least = len(word_tokens((case["out"] / "report.txt").read_text(encoding="utf-8")))
+    window = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))["attempts"][0]["prompt_tokens"] \
         + SAFETY_TOKENS + least - 1
     with ScriptedLLMServer([wrap(case["good"])], context_tokens=window, report_context=True, tokenize=True) as srv:
         res = write_narrative(case["out"], config_for(srv))
@@ -387,7 +387,7 @@ def test_window_too_small_for_any_prompt_falls_back_without_asking(case, capsys,
         args = parse("narrative", case["out"], "--base-url", srv.url)
         assert args.func(args) == 1
     assert not srv.requests
-    record = json.loads((case["out"] / "narrative_check.json").read_text())
+    record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
     assert (record["status"], record["reason"]) == ("fallback", "context_too_small")
     assert "context_too_small" in capsys.readouterr().err
 
@@ -399,14 +399,14 @@ def test_runaway_answer_is_cut_and_retried_without_resending_it(case):
     assert res.ok and res.accepted_attempt == 2
     first = res.record["attempts"][0]
     assert first["finish_reason"] == "length" and first["usage_completion_tokens"] == first["max_tokens"]
-    structured_words = len((case["out"] / "report.txt").read_text().split())
+    structured_words = len((case["out"] / "report.txt").read_text(encoding="utf-8").split())
     assert first["max_tokens"] < 10 * structured_words  # bounded by the report's length, not the window
     retry = srv.requests[1]["messages"][-1]["content"]
     assert "cut off" in retry and "The liver is normal. The liver is normal." not in retry
 
 
 def test_every_llm_failure_keeps_the_structured_report(case):
-    structured = (case["out"] / "report.txt").read_text().strip()
+    structured = (case["out"] / "report.txt").read_text(encoding="utf-8").strip()
     scenarios = [
         ({"replies": ["x"], "fail_first": 100}, "llm_error"),
         ({"replies": ["   "]}, "empty_answer"),
@@ -418,8 +418,8 @@ def test_every_llm_failure_keeps_the_structured_report(case):
         with ScriptedLLMServer(**kwargs) as srv:
             res = write_narrative(case["out"], config_for(srv, max_retries=0), max_tries=2)
         assert (res.status, res.reason) == ("fallback", reason), kwargs
-        assert structured in (case["out"] / "narrative.txt").read_text()
-        record = json.loads((case["out"] / "narrative_check.json").read_text())
+        assert structured in (case["out"] / "narrative.txt").read_text(encoding="utf-8")
+        record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
         assert record["reason"] == reason and record["reason_detail"] and record["tries"] == len(record["attempts"])
 
 
@@ -441,8 +441,8 @@ def test_batch_narratives_fall_back_per_case(case, tmp_path, capsys, no_llm_env)
         args = parse("narrative", *dirs, "--base-url", srv.url, "--model", "m", "--max-tries", "1", "--concurrency",
                      "1")
         assert args.func(args) == 0  # a cut-off answer is the model's text, not an endpoint failure
-    statuses = [json.loads((d / "narrative_check.json").read_text())["status"] for d in dirs]
-    reasons = [json.loads((d / "narrative_check.json").read_text())["reason"] for d in dirs]
+    statuses = [json.loads((d / "narrative_check.json").read_text(encoding="utf-8"))["status"] for d in dirs]
+    reasons = [json.loads((d / "narrative_check.json").read_text(encoding="utf-8"))["reason"] for d in dirs]
     assert sorted(zip(statuses, reasons), key=str) == [("accepted", None), ("fallback", "truncated")]
-    assert all((d / "narrative.txt").read_text().strip() for d in dirs)
+    assert all((d / "narrative.txt").read_text(encoding="utf-8").strip() for d in dirs)
     assert "truncated" in capsys.readouterr().err

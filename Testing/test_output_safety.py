@@ -45,8 +45,8 @@ def _run_killed(case_dir, out_dir, step, exchange="yes"):
 
 def _state(out: Path) -> dict:
     """What a reader finds: the findings' spleen volume and whether the folder is whole."""
-    findings = json.loads((out / "findings.json").read_text())
-    report = (out / "report.txt").read_text()
+    findings = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+    report = (out / "report.txt").read_text(encoding="utf-8")
     return {"spleen_ml": findings["organs"]["spleen"]["volume_ml"], "whole": manifest_problems(out) == [],
             "report_agrees": f"volume {findings['organs']['spleen']['volume_ml']:.1f} mL" in report}
 
@@ -78,14 +78,14 @@ def test_a_kill_at_any_step_leaves_a_whole_folder(two_states, exchange, step):
     state = _state(out)
     assert state["whole"] and state["report_agrees"]
     assert state["spleen_ml"] in (old["spleen_ml"], _new_spleen(case))
-    assert (out / "my_notes.txt").read_text() == "mine"
+    assert (out / "my_notes.txt").read_text(encoding="utf-8") == "mine"
     leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(".out.")]
     assert leftovers == []
     # The next run completes and finds nothing to clean.
     run_cli("report", case, "--out", out, "--phase", "venous", check=True)
     assert _state(out) == {"spleen_ml": _new_spleen(case), "whole": True, "report_agrees": True}
     assert not (out / "narrative.txt").exists()  # made from findings that changed
-    assert (out / "my_notes.txt").read_text() == "mine"
+    assert (out / "my_notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def _new_spleen(case: Path) -> float:
@@ -113,8 +113,8 @@ def test_two_runs_into_one_folder_never_interleave(tmp_path):
         procs = [subprocess.Popen([sys.executable, "-m", "RadGPTLogic.cli", "report", str(c), "--out", str(out)],
                                   cwd=REPO, env=env, stderr=subprocess.DEVNULL) for c in (a, b, a, b)]
         assert all(p.wait() == 0 for p in procs)
-        findings = json.loads((out / "findings.json").read_text())
-        report = (out / "report.txt").read_text()
+        findings = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+        report = (out / "report.txt").read_text(encoding="utf-8")
         assert manifest_problems(out) == []
         assert f"case {findings['case_id']}" in report.splitlines()[0]  # findings and report of one run
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]

@@ -202,7 +202,7 @@ def test_write_case_puts_lesions_at_their_ras_positions(small, tmp_path):
     seg_dir = case / "segmentations"
     names = {p.name[: -len(".nii.gz")] for p in seg_dir.glob("*.nii.gz")}
     assert names == set(small.masks) | {"veins"}
-    truth = json.loads((case / "truth.json").read_text())
+    truth = json.loads((case / "truth.json").read_text(encoding="utf-8"))
     for lesion in truth["lesions"]:
         img = nib.load(seg_dir / f"{lesion['mask']}.nii.gz")
         assert img.get_data_dtype() == np.uint8

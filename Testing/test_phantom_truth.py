@@ -47,7 +47,7 @@ def default_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom")
     phantom = build_phantom(size="small")
     case = write_case(phantom, root, case_id="P1")
-    return phantom, json.loads((case / "truth.json").read_text()), _report(case, root / "out")
+    return phantom, json.loads((case / "truth.json").read_text(encoding="utf-8")), _report(case, root / "out")
 
 
 def test_default_phantom_lesions(default_run):
@@ -106,7 +106,7 @@ def test_rotated_lesions_on_anisotropic_grids(tmp_path, spacing):
     ]
     phantom = build_phantom(size="small", spacing=spacing, lesions=lesions)
     case = write_case(phantom, tmp_path, case_id="P2")
-    truth = json.loads((case / "truth.json").read_text())
+    truth = json.loads((case / "truth.json").read_text(encoding="utf-8"))
     f = _report(case, tmp_path / "out")
     assert _check_against_truth(f, truth, spacing)
 
@@ -125,12 +125,12 @@ def test_phantom_orientation_invariance(tmp_path):
 def test_scan_edge_makes_organs_incomplete(tmp_path):
     phantom = build_phantom(size="small", z_range_mm=(-60.0, 60.0))
     case = write_case(phantom, tmp_path, case_id="P4")
-    truth = json.loads((case / "truth.json").read_text())
+    truth = json.loads((case / "truth.json").read_text(encoding="utf-8"))
     f = _report(case, tmp_path / "out")
     assert truth["organs"]["liver"]["complete"] is False
     assert f["organs"]["liver"]["complete"] is False and f["organs"]["liver"]["volume_ml"] is None
     assert any(item["what"] == "liver volume" for item in f["not_assessable"])
-    assert "Liver volume: organ touches the edge of the scan" in (tmp_path / "out" / "report.txt").read_text()
+    assert "Liver volume: organ touches the edge of the scan" in (tmp_path / "out" / "report.txt").read_text(encoding="utf-8")
 
 
 def test_venous_phase_possible_steatosis_flag(tmp_path):

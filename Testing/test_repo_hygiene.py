@@ -14,23 +14,23 @@ TOP_LEVEL = {"RadGPTSlicer", "RadGPTLogic", "Resources", "Testing", "CMakeLists.
 
 def test_top_level_layout():
     assert TOP_LEVEL <= {p.name for p in REPO.iterdir()}
-    assert "Apache License" in (REPO / "LICENSE").read_text() and "Version 2.0" in (REPO / "LICENSE").read_text()
+    assert "Apache License" in (REPO / "LICENSE").read_text(encoding="utf-8") and "Version 2.0" in (REPO / "LICENSE").read_text(encoding="utf-8")
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     m = re.search(r"The test command is `([^`]+)`", readme)
     assert m, "README must state its test command"
     command = m.group(1)
     assert command in readme.split("Install and run the tests:")[1].split("```")[1]
-    ci_lines = [l.strip() for l in (REPO / ".ci" / "run").read_text().splitlines()
+    ci_lines = [l.strip() for l in (REPO / ".ci" / "run").read_text(encoding="utf-8").splitlines()
                 if l.strip() and not l.strip().startswith("#")]
     assert ci_lines[-1] == command
 
 
 def test_core_never_imports_slicer_vtk_qt():
     pattern = re.compile(r"^\s*(import|from)\s+(slicer|vtk|qt|ctk)\b", re.M)
-    offenders = [str(p) for p in (REPO / "RadGPTLogic").rglob("*.py") if pattern.search(p.read_text())]
+    offenders = [str(p) for p in (REPO / "RadGPTLogic").rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
 
 

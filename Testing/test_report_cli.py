@@ -35,7 +35,7 @@ def test_report_writes_contract_outputs(simple_case, tmp_path):
     assert f["organs"]["liver"]["steatosis"] is False
     for key in ("provenance",):
         assert f[key]["inputs"]["ct"][0]["sha256"]
-    text = (out / "report.txt").read_text()
+    text = (out / "report.txt").read_text(encoding="utf-8")
     assert "FINDINGS:" in text and "IMPRESSION:" in text
 
 
@@ -142,7 +142,7 @@ def test_sub_threshold_components_are_counted(tmp_path):
     assert sum(l["mask"] == "liver_lesion" for l in f["lesions"]) == 1
     sub = f["sub_threshold_lesions"]
     assert sub == [{"mask": "liver_lesion", "organ": "liver", "count": 2, "total_volume_ml": 0.002, "floor_mm3": 10.0}]
-    assert "below 10 mm3" in (tmp_path / "ob" / "report.txt").read_text()
+    assert "below 10 mm3" in (tmp_path / "ob" / "report.txt").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -242,8 +242,8 @@ def test_institution_templates_option(simple_case, tmp_path):
     (tpl / "report.txt.j2").write_text(
         "ST. ELSEWHERE {{ findings.case_id }}: {{ findings.lesions | length }} lesions\n")
     run_cli("report", simple_case, "--out", tmp_path / "o1", "--templates", tpl, check=True)
-    assert (tmp_path / "o1" / "report.txt").read_text() == "ST. ELSEWHERE CASE_0001: 2 lesions\n"
-    assert "FINDINGS" in (tmp_path / "o1" / "report.md").read_text().upper()  # shipped template fills in
+    assert (tmp_path / "o1" / "report.txt").read_text(encoding="utf-8") == "ST. ELSEWHERE CASE_0001: 2 lesions\n"
+    assert "FINDINGS" in (tmp_path / "o1" / "report.md").read_text(encoding="utf-8").upper()  # shipped template fills in
     out = tmp_path / "o2"
     _assert_clean_failure(run_cli("report", simple_case, "--out", out, "--templates", tmp_path / "nope"), out, "nope")
     (tpl / "report.txt.j2").write_text("{% if %}broken\n")
@@ -261,7 +261,7 @@ def test_rerun_removes_outputs_made_from_changed_findings(simple_case, tmp_path)
     (out / "derived" / "my_own_mask.nii.gz").write_bytes(b"mine")  # the user's files are never touched
     (out / "notes.txt").write_text("my notes")
     run_cli("report", simple_case, "--out", out, check=True)  # same findings: narrative kept
-    assert (out / "narrative.txt").read_text() == "old narrative"
+    assert (out / "narrative.txt").read_text(encoding="utf-8") == "old narrative"
     mask = simple_case / "segmentations" / "spleen.nii.gz"
     img = nib.load(mask)
     arr = np.asarray(img.dataobj).copy()
@@ -271,5 +271,5 @@ def test_rerun_removes_outputs_made_from_changed_findings(simple_case, tmp_path)
     assert not (out / "narrative.txt").exists()
     assert "narrative.txt: removed" in proc.stderr
     assert (out / "derived" / "my_own_mask.nii.gz").read_bytes() == b"mine"
-    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "my notes"
     assert oct((out).stat().st_mode & 0o777) != oct(0o700)

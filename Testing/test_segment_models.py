@@ -136,7 +136,7 @@ def test_json_missing_or_invalid(tmp_path, name):
 
 def test_labels_missing(tmp_path):
     folder = write_model(tmp_path)
-    data = json.loads((folder / "dataset.json").read_text())
+    data = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     del data["labels"]
     (folder / "dataset.json").write_text(json.dumps(data))
     err = _error(open_model_folder, folder)

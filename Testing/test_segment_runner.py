@@ -66,7 +66,7 @@ def test_several_cts_load_the_model_once_and_stream_progress(tmp_path):
     assert [e.case for e in events if e.kind == "case_done"] == [0, 1]
     for n in range(2):
         case = tmp_path / "out" / f"ct{n}"
-        assert json.loads((case / "segmentation.json").read_text())["structures"]["liver"]["voxels"] > 0
+        assert json.loads((case / "segmentation.json").read_text(encoding="utf-8"))["structures"]["liver"]["voxels"] > 0
     assert runner.returncode == 0
 
 

@@ -171,11 +171,11 @@ def test_import_and_report_command(tmp_path, phantom):
     assert "radgpt: warning:" in proc.stderr and "Segment_6" in proc.stderr   # printed, not lost
     names = sorted(p.name for p in (tmp_path / "case" / "segmentations").iterdir())
     assert names == ["kidney_left.nii.gz", "kidney_right.nii.gz", "kidney_tumor.nii.gz", "liver.nii.gz"]
-    record = json.loads((tmp_path / "case" / "import.json").read_text())
+    record = json.loads((tmp_path / "case" / "import.json").read_text(encoding="utf-8"))
     assert record["algorithm_type"] is None   # a Slicer file says nothing of how it was made
     proc = run_cli("report", tmp_path / "case", "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
-    findings = json.loads((tmp_path / "out" / "findings.json").read_text())
+    findings = json.loads((tmp_path / "out" / "findings.json").read_text(encoding="utf-8"))
     tumour = [les for les in findings["lesions"] if les["mask"] == "kidney_tumor"]
     assert len(tumour) == 1 and tumour[0]["side"] == "left"
 

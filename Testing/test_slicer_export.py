@@ -85,7 +85,7 @@ def test_save_writes_the_cli_layout_that_the_core_measures_alike(panel, tmp_path
         f"{n}.nii.gz" for n in build_phantom(size="small").masks)
     for name in ("findings.json", "report.txt", "report.md", "report.html"):
         assert (out_dir / name).is_file(), name
-    saved = json.loads((out_dir / "findings.json").read_text())
+    saved = json.loads((out_dir / "findings.json").read_text(encoding="utf-8"))
     assert saved["case_id"] == "pt_1_A"
     # the core, loading the saved folder on its own, measures the same
     again = Engine(load_case(case_dir), saved["phase"]).compute().to_dict()
@@ -96,10 +96,10 @@ def test_save_writes_the_cli_layout_that_the_core_measures_alike(panel, tmp_path
         k: round(v["volume_ml"], 3) for k, v in saved["organs"].items()}
     # provenance names the files written, with their hashes: batch resume and triplet export accept them
     assert input_changes(case_dir, saved) == []
-    summary = json.loads((project / "reports" / "batch_summary.json").read_text())
+    summary = json.loads((project / "reports" / "batch_summary.json").read_text(encoding="utf-8"))
     assert [c["case_id"] for c in summary["cases"]] == ["pt_1_A"] and summary["cases"][0]["status"] == "ok"
     assert Path(summary["cases"][0]["case_dir"]) == case_dir.resolve()
-    assert "Patient^Jane" not in (out_dir / "report.txt").read_text()  # the saved case carries the chosen ID
+    assert "Patient^Jane" not in (out_dir / "report.txt").read_text(encoding="utf-8")  # the saved case carries the chosen ID
 
 
 def test_resave_keeps_user_files_and_removes_only_stale_tool_masks(panel, tmp_path):
@@ -111,7 +111,7 @@ def test_resave_keeps_user_files_and_removes_only_stale_tool_masks(panel, tmp_pa
     (case_dir / "notes.txt").write_text("the radiologist's notes")
     (case_dir / "segmentations" / "README.txt").write_text("mine")
     (out_dir / "comment.txt").write_text("second reader")
-    spleen_before = json.loads((out_dir / "findings.json").read_text())["organs"]["spleen"]["volume_ml"]
+    spleen_before = json.loads((out_dir / "findings.json").read_text(encoding="utf-8"))["organs"]["spleen"]["volume_ml"]
     assert spleen_before > 0
     # the annotator deletes the spleen segment and saves again
     segmentation = seg.GetSegmentation()
@@ -120,10 +120,10 @@ def test_resave_keeps_user_files_and_removes_only_stale_tool_masks(panel, tmp_pa
     widget.ui.exportStatusLabel.setText("")
     run_export(widget, widget.ui.saveCaseButton, "Saved")
     assert not (case_dir / "segmentations" / "spleen.nii.gz").exists()  # RadGPT wrote it, it is stale now
-    assert (case_dir / "notes.txt").read_text() == "the radiologist's notes"
-    assert (case_dir / "segmentations" / "README.txt").read_text() == "mine"
-    assert (out_dir / "comment.txt").read_text() == "second reader"
-    assert "spleen" not in json.loads((out_dir / "findings.json").read_text())["organs"]
+    assert (case_dir / "notes.txt").read_text(encoding="utf-8") == "the radiologist's notes"
+    assert (case_dir / "segmentations" / "README.txt").read_text(encoding="utf-8") == "mine"
+    assert (out_dir / "comment.txt").read_text(encoding="utf-8") == "second reader"
+    assert "spleen" not in json.loads((out_dir / "findings.json").read_text(encoding="utf-8"))["organs"]
     assert "segmentations/spleen.nii.gz" not in read_manifest(case_dir)
     assert "notes.txt" not in read_manifest(case_dir)  # never claimed as the tool's
     assert not [p for p in case_dir.parent.iterdir() if p.name.startswith(".")]  # no staging leftovers
@@ -164,7 +164,7 @@ def test_add_to_dataset_twice_keeps_both_triplets(panel, tmp_path, phantom):
     for cid in ("A", "B"):
         assert (dataset / cid / "ct.nii.gz").is_file() and (dataset / cid / "report.txt").is_file()
         assert (dataset / cid / "segmentations" / "liver_lesion.nii.gz").is_file()
-        assert json.loads((dataset / cid / "findings.json").read_text())["case_id"] == cid
+        assert json.loads((dataset / cid / "findings.json").read_text(encoding="utf-8"))["case_id"] == cid
     rows = {r["case_id"]: r for r in csv.DictReader((dataset / "metadata.csv").open())}
     assert sorted(rows) == ["A", "B"]
     assert float(rows["A"]["largest_lesion_mm_liver"]) == pytest.approx(first, abs=0.05)
@@ -237,9 +237,9 @@ def test_accepted_narrative_is_shown_checked_and_saved(panel, tmp_path):
     widget.ui.datasetFolderPathLineEdit.setCurrentPath(str(tmp_path / "dataset"))
     run_export(widget, widget.ui.addToDatasetButton, "Added N1")
     out_dir = tmp_path / "project" / "reports" / "N1"
-    record = json.loads((out_dir / "narrative_check.json").read_text())
+    record = json.loads((out_dir / "narrative_check.json").read_text(encoding="utf-8"))
     assert record["status"] == "accepted" and record["case_id"] == "N1"
-    assert (tmp_path / "dataset" / "N1" / "narrative.txt").read_text() == (out_dir / "narrative.txt").read_text()
+    assert (tmp_path / "dataset" / "N1" / "narrative.txt").read_text(encoding="utf-8") == (out_dir / "narrative.txt").read_text(encoding="utf-8")
 
 
 def test_a_narrative_that_fails_the_check_falls_back_to_the_structured_report(panel):

@@ -376,7 +376,7 @@ def test_module_uses_only_real_and_faked_slicer_util_functions():
 
     used = set()
     for path in [MODULE_DIR / "RadGPTSlicer.py", *(MODULE_DIR / "RadGPTSlicerLib").glob("*.py")]:
-        used |= set(re.findall(r"slicer(?:_util|\.util)\.(\w+)\(", path.read_text()))
+        used |= set(re.findall(r"slicer(?:_util|\.util)\.(\w+)\(", path.read_text(encoding="utf-8")))
     assert used, "no slicer.util call found"
     assert used <= REAL_UTIL_NAMES, used - REAL_UTIL_NAMES
     # pip_install: only without slicer.packaging;
@@ -388,7 +388,7 @@ def test_module_uses_only_real_and_faked_slicer_util_functions():
 def test_no_pythonqt_only_or_pyqt_only_idioms_in_the_widget():
     """Property assignment (``w.enabled = x``) works only in PythonQt; string signal connects
     only in PythonQt; reads must go through methods or ``property()``."""
-    source = (MODULE_DIR / "RadGPTSlicer.py").read_text()
+    source = (MODULE_DIR / "RadGPTSlicer.py").read_text(encoding="utf-8")
     assert not re.search(r"self\.ui\.\w+\.(enabled|text|visible|toolTip|checked|value)\s*=", source)
     assert '.connect("' not in source
     assert not re.search(r"self\.ui\.\w+\.(text|currentText)\(\)", source)
@@ -502,7 +502,7 @@ def test_module_python_files_compile(tmp_path):
 
 
 def test_every_module_file_is_listed_in_cmake():
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     listed = _cmake_list(text, "MODULE_PYTHON_SCRIPTS") + _cmake_list(text, "MODULE_PYTHON_RESOURCES")
     assert sorted(listed) == _module_files()
     assert "slicerMacroBuildScriptedModule" in text
@@ -517,7 +517,7 @@ def _cmake_set(text: str, variable: str) -> str:
 
 
 def test_extension_cmake_metadata():
-    text = (REPO / "CMakeLists.txt").read_text()
+    text = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert re.search(rf'set\(EXTENSION_{key} "[^"]+"\)', text), key
     assert re.search(r"project\(RadGPT\)", text)
@@ -535,10 +535,10 @@ def test_extension_cmake_metadata():
 
 
 def test_contributors_are_name_and_organisation_in_cmake_and_module():
-    cmake = _cmake_set((REPO / "CMakeLists.txt").read_text(), "EXTENSION_CONTRIBUTORS")
+    cmake = _cmake_set((REPO / "CMakeLists.txt").read_text(encoding="utf-8"), "EXTENSION_CONTRIBUTORS")
     entries = [e.strip() for e in cmake.split(",")]
     assert entries and all(re.fullmatch(r"[^()]+ \([^()]+\)", e) for e in entries), entries
-    tree = ast.parse((MODULE_DIR / "RadGPTSlicer.py").read_text())
+    tree = ast.parse((MODULE_DIR / "RadGPTSlicer.py").read_text(encoding="utf-8"))
     module = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RadGPTSlicer")
     listed = [ast.literal_eval(node.value) for node in ast.walk(module)
               if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "self.parent.contributors"]
@@ -548,7 +548,7 @@ def test_contributors_are_name_and_organisation_in_cmake_and_module():
 def test_extensions_index_entry_follows_the_catalog_schema():
     import json
 
-    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "RadGPT.json").read_text())
+    entry = json.loads((REPO / "Resources" / "ExtensionsIndex" / "RadGPT.json").read_text(encoding="utf-8"))
     # Slicer/Slicer Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json: required keys, no others
     allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
                "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
@@ -556,7 +556,7 @@ def test_extensions_index_entry_follows_the_catalog_schema():
     assert re.fullmatch(r"https://raw\.githubusercontent\.com/Slicer/Slicer/main/Schemas/"
                         r"slicer-extension-catalog-entry-schema-v1\.0\.\d\.json#", entry["$schema"])
     assert isinstance(entry.get("tier", 1), int) and 1 <= entry.get("tier", 1) <= 5
-    cmake = (REPO / "CMakeLists.txt").read_text()
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
     assert entry["scm_url"] == _cmake_set(cmake, "RADGPT_REPOSITORY_URL")
     assert entry["category"] == _cmake_set(cmake, "EXTENSION_CATEGORY")
     depends = _cmake_set(cmake, "EXTENSION_DEPENDS")
@@ -587,7 +587,7 @@ def test_icons_are_128_px_pngs(path):
 def test_ui_file_has_the_widgets_the_module_uses():
     root = ET.parse(MODULE_DIR / "Resources" / "UI" / "RadGPTSlicer.ui").getroot()
     widgets = {w.get("name"): w for w in root.iter("widget")}
-    source = (MODULE_DIR / "RadGPTSlicer.py").read_text()
+    source = (MODULE_DIR / "RadGPTSlicer.py").read_text(encoding="utf-8")
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert used and used <= set(widgets), used - set(widgets)
 
@@ -607,7 +607,7 @@ def test_ui_file_has_the_widgets_the_module_uses():
 
 
 def test_parameter_node_fields_match_the_ui():
-    tree = ast.parse((MODULE_DIR / "RadGPTSlicer.py").read_text())
+    tree = ast.parse((MODULE_DIR / "RadGPTSlicer.py").read_text(encoding="utf-8"))
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RadGPTSlicerParameterNode")
     assert any(isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in cls.decorator_list)
     fields = {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)}
@@ -622,13 +622,13 @@ FORBIDDEN = re.compile(r"^\s*(?:import|from)\s+(slicer|vtk|qt|ctk|PythonQt)\b"
 
 def test_core_never_imports_slicer_vtk_qt_ctk():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "RadGPTLogic").rglob("*.py")
-                 if FORBIDDEN.search(p.read_text())]
+                 if FORBIDDEN.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
 
 
 def test_lib_has_no_qt_and_no_top_level_slicer_imports():
     for path in (MODULE_DIR / "RadGPTSlicerLib").glob("*.py"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         top_level = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
         for node in top_level:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]

@@ -109,7 +109,7 @@ def test_slicer_colour_table_csv():
 def test_write_slicer_files(tmp_path):
     paths = T.write_slicer_files(tmp_path)
     assert sorted(p.name for p in paths) == ["radgpt-anatomy.json", "radgpt.csv", "radgpt.term.json"]
-    assert json.loads((tmp_path / "radgpt.term.json").read_text()) == T.slicer_terminology_context()
+    assert json.loads((tmp_path / "radgpt.term.json").read_text(encoding="utf-8")) == T.slicer_terminology_context()
 
 
 def test_terminology_entries_round_trip():

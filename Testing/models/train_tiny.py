@@ -163,7 +163,7 @@ def plan_and_preprocess() -> dict:
     extract_fingerprints([DATASET_ID], num_processes=2, check_dataset_integrity=True)
     plan_experiments([DATASET_ID])
     plans_file = Path(nnUNet_preprocessed) / DATASET_NAME / f"{PLANS}.json"
-    plans = json.loads(plans_file.read_text())
+    plans = json.loads(plans_file.read_text(encoding="utf-8"))
     arch = json.loads(json.dumps(plans["configurations"]["3d_fullres"]["architecture"]))
     n = len(FEATURES)
     arch["arch_kwargs"].update(
@@ -330,9 +330,9 @@ def main(argv=None) -> int:
         write_raw_dataset(work / "nnUNet_raw", args.cases, args.seed)
         plans_and_data = plan_and_preprocess()
     else:
-        plans_and_data = json.loads(plans_file.read_text())
+        plans_and_data = json.loads(plans_file.read_text(encoding="utf-8"))
     plans = plans_and_data
-    dataset_json = json.loads((work / "nnUNet_raw" / DATASET_NAME / "dataset.json").read_text())
+    dataset_json = json.loads((work / "nnUNet_raw" / DATASET_NAME / "dataset.json").read_text(encoding="utf-8"))
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "plans.json").write_text(json.dumps(plans, indent=2))
     (model_dir / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
