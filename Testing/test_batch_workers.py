@@ -147,7 +147,7 @@ def test_narrative_stage_bounded_and_never_loses_the_report(root, tmp_path):
         case_out = out2 / row["case_id"]
         # The fallback: narrative.txt holds the structured report; the check says why.
         text = (case_out / "narrative.txt").read_text(encoding="utf-8")
-        assert text.startswith("NOTE: no LLM narrative") and text.endswith((case_out / "report.txt").read_text(encoding="utf-8"))
+        assert text.startswith("NOTE: no LLM narrative") and text.endswith((case_out / "report.txt").read_text())
         check = json.loads((case_out / "narrative_check.json").read_text(encoding="utf-8"))
         assert check["status"] == "fallback" and check["reason"] == "llm_error"
 

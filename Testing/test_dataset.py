@@ -146,7 +146,7 @@ def test_workers_2_gives_the_same_findings_as_workers_1(run_w1, run_w2):
     assert rc1 == rc2 == 1
     for case_id in GOOD:
         assert _findings(out1, case_id) == _findings(out2, case_id)
-        assert (out1 / case_id / "report.txt").read_text(encoding="utf-8") == (out2 / case_id / "report.txt").read_text(encoding="utf-8")
+        assert (out1 / case_id / "report.txt").read_text() == (out2 / case_id / "report.txt").read_text()
     rows1, _ = _summary(out1)
     rows2, _ = _summary(out2)
     assert {k: (r["status"], r["error"]) for k, r in rows1.items()} == \
@@ -354,7 +354,7 @@ def test_export_triplets_files_links_and_metadata(run_w2, root, tmp_path):
         assert sorted(p.name for p in (case / "segmentations").iterdir()) == src_masks
         for rel in ["ct.nii.gz"] + [f"segmentations/{m}" for m in src_masks]:
             assert os.path.samefile(case / rel, root / case_id / rel)
-        assert (case / "report.txt").read_text(encoding="utf-8") == (out / case_id / "report.txt").read_text(encoding="utf-8")
+        assert (case / "report.txt").read_text() == (out / case_id / "report.txt").read_text()
         findings = json.loads((case / "findings.json").read_text(encoding="utf-8"))
         assert findings == _findings(out, case_id)
         assert not (case / "narrative.txt").exists()

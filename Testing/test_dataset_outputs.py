@@ -208,7 +208,7 @@ def test_findings_table_csv_fallback_without_pyarrow(done, tmp_path, monkeypatch
             raise ImportError("no pyarrow here")
         return real_import(name, *args, **kwargs)
 
-    cases = [(json.loads((out / c / "findings.json").read_text(encoding="utf-8")), (out / c / "report.txt").read_text(encoding="utf-8"), None)
+    cases = [(json.loads((out / c / "findings.json").read_text()), (out / c / "report.txt").read_text(), None)
              for c in CASES]
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     (tmp_path / "findings_table.parquet").write_bytes(b"stale")

@@ -338,14 +338,14 @@ def test_cli_unreachable_server_falls_back_with_exit_1(case, capsys, no_llm_env,
     err = capsys.readouterr().err.strip()
     assert err.startswith("radgpt: error:") and "\n" not in err and "llm_error" in err
     text = (case["out"] / "narrative.txt").read_text(encoding="utf-8")
-    assert text.startswith("NOTE: no LLM narrative") and (case["out"] / "report.txt").read_text(encoding="utf-8").strip() in text
+    assert text.startswith("NOTE: no LLM narrative") and (case["out"] / "report.txt").read_text().strip() in text
     record = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))
     assert (record["status"], record["reason"], record["tries"]) == ("fallback", "llm_error", 1)
     assert "HTTP 500" in record["attempts"][0]["llm_error"]["message"]
     # no server at all: the model list cannot be read; still the fallback, nothing lost
     res = write_narrative(case["out"], LLMConfig(base_url="http://127.0.0.1:9/v1", max_retries=0))
     assert (res.status, res.reason, res.attempts) == ("fallback", "llm_error", [])
-    assert (case["out"] / "report.txt").read_text(encoding="utf-8").strip() in (case["out"] / "narrative.txt").read_text(encoding="utf-8")
+    assert (case["out"] / "report.txt").read_text().strip() in (case["out"] / "narrative.txt").read_text()
 
 
 # --- context budget, cut-off answers, overflow ---------------------------------------------------
@@ -356,7 +356,7 @@ def test_examples_are_chosen_to_fit_a_small_window(case):
         write_narrative(case["out"], config_for(big))
     # A window that leaves the three-example prompt less room than the report's own length: fewer examples fit.
     least = len(word_tokens((case["out"] / "report.txt").read_text(encoding="utf-8")))
-    window = json.loads((case["out"] / "narrative_check.json").read_text(encoding="utf-8"))["attempts"][0]["prompt_tokens"] \
+    window = json.loads((case["out"] / "narrative_check.json").read_text())["attempts"][0]["prompt_tokens"] \
         + SAFETY_TOKENS + least - 1
     with ScriptedLLMServer([wrap(case["good"])], context_tokens=window, report_context=True, tokenize=True) as srv:
         res = write_narrative(case["out"], config_for(srv))

@@ -130,7 +130,7 @@ def test_scan_edge_makes_organs_incomplete(tmp_path):
     assert truth["organs"]["liver"]["complete"] is False
     assert f["organs"]["liver"]["complete"] is False and f["organs"]["liver"]["volume_ml"] is None
     assert any(item["what"] == "liver volume" for item in f["not_assessable"])
-    assert "Liver volume: organ touches the edge of the scan" in (tmp_path / "out" / "report.txt").read_text(encoding="utf-8")
+    assert "Liver volume: organ touches the edge of the scan" in (tmp_path / "out" / "report.txt").read_text()
 
 
 def test_venous_phase_possible_steatosis_flag(tmp_path):

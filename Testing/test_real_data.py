@@ -39,7 +39,7 @@ def ct_sm_case(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ts_stats():
-    return json.loads(real_path("totalsegmentator", "ct_sm", "example_seg_fast_statistics.json").read_text(encoding="utf-8"))
+    return json.loads(real_path("totalsegmentator", "ct_sm", "example_seg_fast_statistics.json").read_text())
 
 
 @pytest.fixture(scope="module")

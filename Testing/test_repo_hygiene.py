@@ -14,7 +14,7 @@ TOP_LEVEL = {"RadGPTSlicer", "RadGPTLogic", "Resources", "Testing", "CMakeLists.
 
 def test_top_level_layout():
     assert TOP_LEVEL <= {p.name for p in REPO.iterdir()}
-    assert "Apache License" in (REPO / "LICENSE").read_text(encoding="utf-8") and "Version 2.0" in (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in (REPO / "LICENSE").read_text() and "Version 2.0" in (REPO / "LICENSE").read_text()
 
 
 def test_ci_runs_the_readme_test_command():

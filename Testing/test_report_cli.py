@@ -243,7 +243,7 @@ def test_institution_templates_option(simple_case, tmp_path):
         "ST. ELSEWHERE {{ findings.case_id }}: {{ findings.lesions | length }} lesions\n")
     run_cli("report", simple_case, "--out", tmp_path / "o1", "--templates", tpl, check=True)
     assert (tmp_path / "o1" / "report.txt").read_text(encoding="utf-8") == "ST. ELSEWHERE CASE_0001: 2 lesions\n"
-    assert "FINDINGS" in (tmp_path / "o1" / "report.md").read_text(encoding="utf-8").upper()  # shipped template fills in
+    assert "FINDINGS" in (tmp_path / "o1" / "report.md").read_text().upper()  # shipped template fills in
     out = tmp_path / "o2"
     _assert_clean_failure(run_cli("report", simple_case, "--out", out, "--templates", tmp_path / "nope"), out, "nope")
     (tpl / "report.txt.j2").write_text("{% if %}broken\n")

@@ -99,7 +99,7 @@ def test_save_writes_the_cli_layout_that_the_core_measures_alike(panel, tmp_path
     summary = json.loads((project / "reports" / "batch_summary.json").read_text(encoding="utf-8"))
     assert [c["case_id"] for c in summary["cases"]] == ["pt_1_A"] and summary["cases"][0]["status"] == "ok"
     assert Path(summary["cases"][0]["case_dir"]) == case_dir.resolve()
-    assert "Patient^Jane" not in (out_dir / "report.txt").read_text(encoding="utf-8")  # the saved case carries the chosen ID
+    assert "Patient^Jane" not in (out_dir / "report.txt").read_text()  # the saved case carries the chosen ID
 
 
 def test_resave_keeps_user_files_and_removes_only_stale_tool_masks(panel, tmp_path):
@@ -239,7 +239,7 @@ def test_accepted_narrative_is_shown_checked_and_saved(panel, tmp_path):
     out_dir = tmp_path / "project" / "reports" / "N1"
     record = json.loads((out_dir / "narrative_check.json").read_text(encoding="utf-8"))
     assert record["status"] == "accepted" and record["case_id"] == "N1"
-    assert (tmp_path / "dataset" / "N1" / "narrative.txt").read_text(encoding="utf-8") == (out_dir / "narrative.txt").read_text(encoding="utf-8")
+    assert (tmp_path / "dataset" / "N1" / "narrative.txt").read_text() == (out_dir / "narrative.txt").read_text()
 
 
 def test_a_narrative_that_fails_the_check_falls_back_to_the_structured_report(panel):
