@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -99,6 +99,44 @@ class Crop:
         return False
 
 
+@dataclass(frozen=True)
+class ProbabilityCrop:
+    """A model's class probability over a box of the canonical grid.
+
+    ``values`` is a float32 array of probabilities (0-1) in the canonical frame;
+    ``offset`` is the canonical voxel index (i, j, k) of ``values[0, 0, 0]``.
+    Voxels outside the box count as probability 0 (see :meth:`in_box`).
+    """
+
+    values: np.ndarray
+    offset: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.values.shape)
+
+    def digest(self) -> str:
+        """Content hash (offset, shape and values): part of the engine's cache key for confidence."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(np.asarray(tuple(self.offset) + self.shape, np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.values, np.float32).tobytes())
+        return h.hexdigest()
+
+    def in_box(self, offset, shape) -> np.ndarray:
+        """The probabilities as a float32 array over the box (``offset``, ``shape``); 0 outside the stored box."""
+        out = np.zeros(tuple(shape), np.float32)
+        if self.values.size == 0:
+            return out
+        lo = np.maximum(self.offset, offset)
+        hi = np.minimum(np.add(self.offset, self.shape), np.add(offset, shape))
+        if np.any(hi <= lo):
+            return out
+        dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
+        src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, self.offset))
+        out[dst] = self.values[src]
+        return out
+
+
 def bounding_box(arr: np.ndarray):
     """Tuple of slices enclosing the nonzero voxels of a 3-D array, or None when it is empty."""
     plane = np.any(arr, axis=2)
@@ -155,7 +193,17 @@ class Case:
         Canonical structure name -> :class:`Crop`.
     sources : dict
         Name (``ct`` or a structure) -> list of ``{"path", "sha256"}`` (or ``{"name"}``
-        for in-memory arrays) it was built from.
+        for in-memory arrays) it was built from.  A case folder's segmentation record
+        and probability files are listed under their relative paths
+        (``segmentation.json``, ``probabilities/<mask>.npz``).
+    segmentation : dict or None
+        The segmentation stage's record of how the masks were made (the content of
+        ``segmentation.json``: ``models``, ``structures`` -> name -> ``model``,
+        ``sha256``, ``probabilities`` ...), None when no model made them.
+    probabilities : dict
+        Lesion mask name -> :class:`ProbabilityCrop`, the model's class probability
+        near that mask (canonical frame); the source of each lesion's segmentation
+        confidence.  Empty for hand-made masks.
     warnings : list of str
         Things the user should know that did not stop the run.
     ignored : list of str
@@ -174,6 +222,8 @@ class Case:
     sources: dict[str, list[dict]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    segmentation: dict[str, Any] | None = None
+    probabilities: dict[str, ProbabilityCrop] = field(default_factory=dict)
 
     # ----------------------------------------------------------------- geometry
     @property

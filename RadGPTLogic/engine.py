@@ -12,6 +12,10 @@ Cached steps:
 * ``lesions``: components, WHO diameters, volume and HU of one lesion mask; reads
   that mask (and, for a generic ``*_lesion`` mask, the typed masks it is reduced by).
 
+* ``confidence``: mean probability and share below 0.5 of one lesion component
+  (:mod:`RadGPTLogic.measure.confidence`); reads the component and the model's
+  probability crop of its mask (both content hashes are the key).
+
 * ``attach``: an organ mask united with the lesion components that belong to it
   (:mod:`RadGPTLogic.measure.attachment`), so that lesions drawn inside the organ
   mask (AbdomenAtlas) or carved out of it (Slicer's "overwrite all") give the same
@@ -39,6 +43,7 @@ from .case import Case, Crop, union_crops
 from .errors import InputError
 from .findings import LESION_ORGAN_ORDER, Findings
 from .measure.attachment import organ_with_lesions
+from .measure.confidence import lesion_confidence, probability_numbers, review_ranks
 from .measure.lesions import (
     attenuation_class,
     fraction_inside,
@@ -94,6 +99,7 @@ class Engine:
         self._cache: dict = {}
         self._used: set = set()
         self._digests: dict = {}  # name -> (crop object, digest)
+        self._probability_digests: dict = {}  # lesion mask -> (probability crop object, digest)
         self._derived: dict = {}
         self.stats = {"hits": 0, "misses": 0}
 
@@ -150,6 +156,8 @@ class Engine:
             # Keep only what the current masks can hit: a long Slicer session stays bounded.
             self._cache = {k: v for k, v in self._cache.items() if k in self._used}
             self._digests = {n: d for n, d in self._digests.items() if n in self._view.structures}
+            self._probability_digests = {n: d for n, d in self._probability_digests.items()
+                                         if n in self.case.probabilities}
 
     def _compute(self) -> Findings:
         rules = self.rules
@@ -210,12 +218,15 @@ class Engine:
                 entry.update(measured)
                 entry["mask"] = mask_name
                 entry.update(self._lesion_context(organ, comp, entry, findings, ctx))
+                entry["confidence"] = self._confidence(mask_name, comp)
                 per_organ[organ].append(entry)
         for entries in per_organ.values():
             # Largest first; ties in mask order, then by rank as a number (2 before 10).
             entries.sort(key=lambda e: (-e["voxel_count"], vocab.LESIONS.index(e["mask"]),
                                         int(e["id"].rsplit("_", 1)[1])))
             findings.lesions.extend(entries)
+        for entry, rank in zip(findings.lesions, review_ranks(findings.lesions)):
+            entry["review_rank"] = rank
 
         self._derived = {}
         parts = ctx.get("parts")
@@ -357,6 +368,26 @@ class Engine:
         elif organ == "pancreas":
             out.update(self._pancreas_location_and_stage(comp, entry, findings, ctx, out["location"]))
         return out
+
+    def _confidence(self, mask_name: str, comp: Crop) -> dict | None:
+        """The ``confidence`` of one lesion component, or None when no model's
+        probabilities come with its mask (hand-made masks, imports, Slicer nodes)."""
+        case = self.case
+        probability = case.probabilities.get(mask_name)
+        structures = (case.segmentation or {}).get("structures") or {}
+        record = next((e for n, e in structures.items() if (vocab.canonical_name(n) or n) == mask_name), None)
+        if probability is None or not isinstance(record, dict):
+            return None
+        held = self._probability_digests.get(mask_name)
+        if held is None or held[0] is not probability:
+            held = self._probability_digests[mask_name] = (probability, probability.digest())
+        numbers = self._cached(("confidence", comp.digest(), held[1]),
+                               lambda: probability_numbers(comp, probability))
+        sources = [s for s in case.sources.get(mask_name, []) if isinstance(s, dict)]
+        now = {s["sha256"] for s in sources if s.get("sha256")}
+        recorded = record.get("sha256")
+        edited = any(s.get("edited") for s in sources) or (bool(recorded) and bool(now) and recorded not in now)
+        return lesion_confidence(numbers, self.rules, record.get("model") or "segmentation model", edited)
 
     # -------------------------------------------------------------- anatomy
     def _anatomy_context(self, effective: dict, findings: Findings) -> dict:

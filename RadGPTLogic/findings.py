@@ -4,7 +4,10 @@ The JSON form is described in docs/CONTRACT.md and checked by the JSON Schema
 shipped as ``RadGPTLogic/schema/findings.schema.json`` (``schema_version`` 1).
 Required keys come first in a fixed order; the engine adds more (HU spread,
 calipers, the rule behind each verdict) after them.  Numbers are not rounded here:
-rounding is a matter of presentation and happens in the report templates.
+rounding is a matter of presentation and happens in the report templates.  (The
+exception: a lesion's ``confidence`` numbers come rounded to 3 decimals, below the
+1/255 resolution of the stored probabilities, so that ``low`` can be checked from
+the file alone; see :mod:`RadGPTLogic.measure.confidence`.)
 
 Readers of findings.json (reports, fact checker, DICOM export, triplets, the Slicer
 view) type what they read with the ``TypedDict``s below; enumerated values are
@@ -57,6 +60,23 @@ class Location(TypedDict, total=False):
     kidney_pole: KidneyPole
 
 
+class Confidence(TypedDict):
+    """``findings["lesions"][i]["confidence"]``: how sure the segmentation model was of the lesion.
+
+    Over the component's voxels (canonical frame; voxels outside the stored probability
+    crop count as 0): ``mean_probability`` (0-1) and ``share_below_0_5`` (0-1, voxels the
+    model leaned against), both to 3 decimals; ``low`` by the ``confidence_low_*`` rules;
+    ``model`` that wrote the mask; ``mask_edited`` when the mask differs from the model's
+    (see docs/CONTRACT.md, "Confidence").
+    """
+
+    mean_probability: float
+    share_below_0_5: float
+    low: bool
+    model: str
+    mask_edited: bool
+
+
 class LesionEntry(TypedDict, total=False):
     """``findings["lesions"][i]``: one connected lesion component (see docs/CONTRACT.md)."""
 
@@ -93,7 +113,8 @@ class LesionEntry(TypedDict, total=False):
     t_stage_caveat: Optional[str]
     resectability: Optional[Resectability]
     resectability_detail: dict
-    confidence: Optional[dict]
+    confidence: Optional[Confidence]
+    review_rank: int
 
 
 class SubThreshold(TypedDict):

@@ -73,6 +73,23 @@ class Rules:
     # which calls almost every lesion hypo or hyper on noisy CT).
     attenuation_iso_band_hu: float = 10.0
 
+    # --- segmentation confidence (lesions a model segmented) -----------------------
+    # A lesion from a model is "low confidence" (report: "low segmentation confidence;
+    # verify on images"; listed first for review) when the mean tumor probability
+    # inside it is below confidence_low_mean OR the share of its voxels with a
+    # probability below 0.5 is above confidence_low_share_below_0_5 (both as rounded
+    # in findings.json, 3 decimals).  Rationale: 0.5 is the decision boundary of
+    # nnU-Net's argmax when two classes compete, so a voxel below 0.5 is one the
+    # model itself leaned against (with more classes the argmax may win below 0.5,
+    # still less than even odds); well-segmented lesions have interiors near 1 and
+    # only a rim near 0.5, which keeps their mean well above 0.7, while a lesion whose
+    # voxels sit around the boundary, or one a third of which the model did not call
+    # tumor (a mask grown by hand beyond the model's), is worth a second look.  A
+    # project convention chosen for review triage, not a published cut-off; no study
+    # has calibrated these numbers against reader agreement.
+    confidence_low_mean: float = 0.7
+    confidence_low_share_below_0_5: float = 0.3
+
     # --- organ size ----------------------------------------------------------
     # Spleen: Linguraru et al., Acad Radiol 2013;20:675: mild splenomegaly >= 314.47 mL
     # (mean + 1 SD), massive >= 430.84 mL (mean + 2.5 SD); RadGPT uses the same numbers.
@@ -127,6 +144,10 @@ class Rules:
             raise ValueError(f"t4_rule must be one of {', '.join(T4_RULES)}; got {self.t4_rule!r}")
         if self.lesion_connectivity not in (6, 18, 26):
             raise ValueError(f"lesion_connectivity must be 6, 18 or 26; got {self.lesion_connectivity!r}")
+        for name in ("confidence_low_mean", "confidence_low_share_below_0_5"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a number from 0 to 1; got {value!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -5,6 +5,8 @@ A case folder is::
     CASE_ID/
       ct.nii.gz                          optional (ct.nii also read)
       segmentations/<structure>.nii.gz   one binary mask per structure (.nii also read)
+      segmentation.json                  optional: how a model made the masks (segmentation stage)
+      probabilities/<lesion mask>.npz    optional: a model's lesion probabilities (see io.probabilities)
 
 :func:`case_folder_files` says which files a folder holds and what each is; it is
 used by loading (:func:`load_case`), batch resume (input hashes) and triplet
@@ -16,6 +18,7 @@ grid and orientation.  See docs/CONTRACT.md.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -27,11 +30,13 @@ from .. import vocabulary as vocab
 from ..case import Case, Crop
 from ..errors import InputError
 from .assemble import add_mask_volume, attach_ct, case_on_volume_grid
-from .atomic import publish
+from .atomic import publish, sha256_file
 from .nifti import nifti_gz_bytes, read_niftis
+from .probabilities import PROBABILITIES, attach_probabilities, check_segmentation_record, read_probability
 
 CT_FILE_NAMES = ("ct.nii.gz", "ct.nii")
 SEGMENTATIONS = "segmentations"
+SEGMENTATION_RECORD = "segmentation.json"
 MASK_SUFFIXES = (".nii.gz", ".nii")
 
 
@@ -58,15 +63,22 @@ class CaseFolderFiles:
     ct: Path | None
     masks: tuple
     other: tuple = ()  # files in segmentations/ that are not masks (named in a warning)
+    segmentation: Path | None = None  # segmentation.json, when the folder has one
+    probabilities: tuple = ()  # probabilities/*.npz
 
     def inputs(self) -> dict:
-        """Files that findings depend on: relative name -> path (the CT and every known structure)."""
+        """Files that findings depend on: relative name -> path (the CT, every known structure,
+        segmentation.json and the probability files, which give lesions their confidence)."""
         out = {}
         if self.ct is not None:
             out[self.ct.name] = self.ct
         for mask in self.masks:
             if mask.structure is not None:
                 out[mask.relative] = mask.path
+        if self.segmentation is not None:
+            out[SEGMENTATION_RECORD] = self.segmentation
+            for path in self.probabilities:
+                out[f"{PROBABILITIES}/{path.name}"] = path
         return out
 
 
@@ -150,7 +162,59 @@ def case_folder_files(case_dir) -> CaseFolderFiles:
         if ct is not None:
             raise InputError(path, f"two CT files ({ct.name} and {name}); keep one")
         ct = path
-    return CaseFolderFiles(case_dir, ct, tuple(masks), tuple(other))
+    record = case_dir / SEGMENTATION_RECORD
+    segmentation = record if os.path.lexists(record) else None
+    probabilities: list[Path] = []
+    prob_dir = case_dir / PROBABILITIES
+    if segmentation is not None and prob_dir.is_dir():
+        try:
+            probabilities = [prob_dir / n for n in sorted(os.listdir(prob_dir)) if n.endswith(".npz")]
+        except OSError as exc:
+            raise InputError(prob_dir, f"cannot list the folder ({exc.strerror or exc})") from None
+    return CaseFolderFiles(case_dir, ct, tuple(masks), tuple(other), segmentation, tuple(probabilities))
+
+
+def read_segmentation_record(path) -> dict:
+    """``segmentation.json`` read and checked (:func:`~RadGPTLogic.io.probabilities.check_segmentation_record`);
+    unreadable or malformed JSON is an :class:`InputError` naming the file."""
+    path = Path(path)
+    problem = _kind_problem(path)
+    if problem:
+        raise InputError(path, problem)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read the segmentation record ({exc})") from None
+    except ValueError as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+    return check_segmentation_record(data, path)
+
+
+def _attach_segmentation(case: Case, files: CaseFolderFiles) -> None:
+    """Read ``segmentation.json`` and the probability files of the lesion masks the case has."""
+    if files.segmentation is None:
+        return
+    record = read_segmentation_record(files.segmentation)
+    case.sources[SEGMENTATION_RECORD] = [{"path": str(files.segmentation),
+                                          "sha256": sha256_file(files.segmentation)}]
+    crops = {}
+    for name, entry in record["structures"].items():
+        canonical = vocab.canonical_name(name)
+        rel = entry.get("probabilities")
+        if not rel or canonical not in vocab.LESIONS or canonical not in case.structures:
+            continue
+        path = files.case_dir / rel
+        problem = _kind_problem(path)
+        if problem:
+            raise InputError(path, f"probabilities of {name} (listed in {SEGMENTATION_RECORD}): {problem}")
+        crops[canonical] = read_probability(path, case.source_shape)
+    # Every probability file counts as an input (batch resume re-runs a case when one changes).
+    for path in files.probabilities:
+        problem = _kind_problem(path)
+        if problem:
+            raise InputError(path, problem)
+        case.sources[f"{PROBABILITIES}/{path.name}"] = [{"path": str(path), "sha256": sha256_file(path)}]
+    attach_probabilities(case, record, crops, files.segmentation)
 
 
 def load_case(case_dir, *, resample: bool = False) -> Case:
@@ -158,7 +222,11 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
 
     The CT, when present, is the reference grid; otherwise the first mask is.
     Masks on another grid are an :class:`InputError` unless ``resample`` is set, in
-    which case they are resampled (nearest neighbour) onto it.
+    which case they are resampled (nearest neighbour) onto it.  A ``segmentation.json``
+    is read into ``case.segmentation`` and the probability files it lists for the
+    lesion masks present into ``case.probabilities`` (canonical frame); a malformed
+    record, or a probability file that is missing, unreadable or cut from another
+    grid, is an :class:`InputError` naming that file.
     """
     files = case_folder_files(case_dir)
     if not any(m.structure for m in files.masks):  # only unknown or unused names
@@ -194,6 +262,7 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
     assert case is not None  # the folder has a known mask (checked above), so a grid
     case.warnings[:0] = warnings
     case.ignored.extend(ignored)
+    _attach_segmentation(case, files)
     return case
 
 
@@ -261,5 +330,5 @@ def relative_inputs(case_dir) -> dict:
 __all__ = [
     "CT_FILE_NAMES", "SEGMENTATIONS", "MASK_SUFFIXES", "MaskFile", "CaseFolderFiles", "case_folder_files",
     "load_case", "write_case_folder", "crop_nifti_bytes", "full_mask", "ct_for_writing", "relative_inputs",
-    "mask_stem",
+    "mask_stem", "SEGMENTATION_RECORD", "read_segmentation_record",
 ]

@@ -78,6 +78,15 @@ def _hu(volume) -> np.ndarray:
     return (array.astype(np.float32) * np.float32(volume.slope) + np.float32(volume.inter))
 
 
+def _peak_gpu_mib(device: str):
+    """Peak GPU memory torch allocated so far in this process (MiB), None off the GPU."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)
+
+
 class Segmenter:
     """Models loaded once, for many CTs.
 
@@ -149,13 +158,15 @@ class Segmenter:
             tumor_values = [v for v, n in names.items() if n in vocab.LESION_ORGAN_KIND]
             self.events("log", message=f"{folder.name}: predicting on {self.device}")
             prediction = loaded.predict(hu, spacing, probability_labels=tumor_values)
+            peak_gpu_mib = _peak_gpu_mib(self.device)
             outputs.append(ModelOutput(folder.name, prediction.labels, names, self.own_names[folder.name],
                                        prediction.probabilities, self.unions.get(folder.name, {})))
             model_records.append({
                 "name": folder.name, "folder": str(folder.path), "configuration": folder.configuration,
                 "trainer": folder.trainer, "folds": list(folder.folds), "checkpoint": folder.checkpoint,
                 "device": self.device, "mirroring": loaded.mirroring_axes is not None,
-                "tile_step": loaded.tile_step, "seconds": round(prediction.seconds, 2)})
+                "tile_step": loaded.tile_step, "seconds": round(prediction.seconds, 2),
+                "peak_gpu_mib": peak_gpu_mib})
         del hu
         self.events("progress", stage="write", model="", done=0, total=1)
         composed = compose(outputs)

@@ -11,7 +11,9 @@ from __future__ import annotations
 LESION_COLUMNS = ("Lesion", "Organ", "Side", "Location", "Long axis (mm)", "Short axis (mm)", "Volume (mL)",
                   "Mean HU", "Image", "Stage", "Confidence")
 
-#: Lesions whose segmentation confidence is below this are listed first, for review.
+#: Lesions whose segment-loader probability (whole mask, segmentation.json) is below this
+#: are listed first, for review; findings.json's own ``confidence.low`` (per lesion, the
+#: rules' ``confidence_low_*``) takes precedence where the findings carry it.
 REVIEW_BELOW = 0.8
 
 #: Segment Editor overwrite modes (vtkMRMLSegmentEditorNode: OverwriteAllSegments = 0,
@@ -54,18 +56,50 @@ def editor_mode_text(mode: int) -> str:
     return f"Editor mode: {name}: {effect}."
 
 
-def lesion_confidence(lesion: dict, confidence: dict):
-    """Segmentation confidence of a lesion (its lesion mask's probability), or None when unknown."""
+def _findings_confidence(lesion: dict):
+    """The lesion's ``confidence`` object of findings.json (a model's probabilities), or None."""
+    value = lesion.get("confidence")
+    return value if isinstance(value, dict) and value.get("mean_probability") is not None else None
+
+
+def lesion_confidence(lesion: dict, confidence: dict = None):
+    """Segmentation confidence of a lesion, or None when unknown.
+
+    findings.json's ``confidence.mean_probability`` (the lesion's own voxels) when the
+    findings carry one; else ``confidence[mask]``, the segment loader's probability of
+    the lesion's whole mask (``segmentation.json``).
+    """
+    own = _findings_confidence(lesion)
+    if own is not None:
+        return float(own["mean_probability"])
     value = (confidence or {}).get(lesion.get("mask"))
     return None if value is None else float(value)
 
 
+def needs_review(lesion: dict, confidence: dict = None) -> bool:
+    """Low segmentation confidence: findings.json's ``confidence.low``, else the loader's
+    probability below :data:`REVIEW_BELOW`."""
+    own = _findings_confidence(lesion)
+    if own is not None:
+        return bool(own.get("low"))
+    value = lesion_confidence(lesion, confidence)
+    return value is not None and value < REVIEW_BELOW
+
+
 def review_order(findings: dict, confidence: dict = None) -> list:
-    """Indices of ``findings["lesions"]``: low-confidence lesions first (lowest first), the rest as found."""
+    """Indices of ``findings["lesions"]``: low-confidence lesions first (lowest first), the rest as found.
+
+    Findings whose lesions all carry ``review_rank`` (the engine's order, from each
+    lesion's own probabilities) are shown in that order, unless the caller's
+    ``confidence`` (mask -> probability, the segment loader's) speaks of a lesion the
+    findings have no confidence for; then both sources are merged by the same rule.
+    """
     lesions = findings.get("lesions", [])
-    low = [n for n, l in enumerate(lesions)
-           if lesion_confidence(l, confidence) is not None and lesion_confidence(l, confidence) < REVIEW_BELOW]
-    low.sort(key=lambda n: lesion_confidence(lesions[n], confidence))
+    extra = any(_findings_confidence(l) is None and l.get("mask") in (confidence or {}) for l in lesions)
+    if lesions and not extra and all(isinstance(l.get("review_rank"), int) for l in lesions):
+        return sorted(range(len(lesions)), key=lambda n: (lesions[n]["review_rank"], n))
+    low = [n for n, l in enumerate(lesions) if needs_review(l, confidence)]
+    low.sort(key=lambda n: (lesion_confidence(lesions[n], confidence), n))
     return low + [n for n in range(len(lesions)) if n not in low]
 
 
@@ -91,7 +125,7 @@ def lesion_rows(findings: dict, confidence: dict = None) -> list:
             _fmt(lesion.get("mean_hu"), 0),
             "" if lesion.get("slice_index") is None else str(lesion["slice_index"]),
             stage_text(lesion),
-            "" if conf is None else (f"{conf:.2f} review" if conf < REVIEW_BELOW else f"{conf:.2f}"),
+            "" if conf is None else (f"{conf:.2f} review" if needs_review(lesion, confidence) else f"{conf:.2f}"),
         ))
     return rows
 

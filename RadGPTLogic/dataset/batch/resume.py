@@ -4,8 +4,9 @@ A case is up to date (``skipped``) only when its output folder is whole and was
 made from the same inputs: the findings and every report are the ones the tool
 wrote together (their SHA-256 in the folder's manifest, see
 :mod:`RadGPTLogic.io.atomic`), and ``provenance`` records the same input files
-(sha256 of the CT and of every mask with a known structure name, none added or
-removed), phase, rules and software version.  Anything else (no manifest: a folder
+(sha256 of the CT, of every mask with a known structure name, of
+segmentation.json and of the probability files; none added or removed), phase,
+rules and software version.  Anything else (no manifest: a folder
 written before manifests existed; a report from another run beside the findings;
 a changed mask) means "recompute", never "skipped".
 """
@@ -37,7 +38,10 @@ def recorded_inputs(findings: FindingsDict) -> dict | None:
             if not isinstance(entry, dict) or "path" not in entry or "sha256" not in entry:
                 return None
             base = Path(entry["path"]).name
-            out[base if name == "ct" else f"segmentations/{base}"] = entry["sha256"]
+            if name == "segmentation.json" or name.startswith("probabilities/"):
+                out[name] = entry["sha256"]  # recorded under their relative path (io.casefolder)
+            else:
+                out[base if name == "ct" else f"segmentations/{base}"] = entry["sha256"]
     return out
 
 
