@@ -47,6 +47,10 @@ EDITOR_NODE_TAG = "RadGPTSegmentEditor"
 SETTINGS_PREFIX = "RadGPT/Narrative/"
 #: QSettings prefix of the save and export folders.
 EXPORT_PREFIX = "RadGPT/Export/"
+#: QSettings key of the segmentation models (";"-separated presets or results folders).
+SEGMENT_MODELS_KEY = "RadGPT/Segment/models"
+#: Models used when none are given: TotalSegmentator's published "total" weights.
+DEFAULT_SEGMENT_MODELS = ("total",)
 #: Attribute that marks the markups line nodes this module draws calipers with.
 CALIPER_ATTRIBUTE = "RadGPT.Caliper"
 
@@ -184,6 +188,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.narrativeOptInCheckBox.toggled.connect(self._onNarrativeSettingsChanged)
         for lineEdit in (self.ui.endpointLineEdit, self.ui.modelLineEdit, self.ui.examplesLineEdit):
             lineEdit.editingFinished.connect(self._onNarrativeSettingsChanged)
+        self.ui.segmentModelsLineEdit.editingFinished.connect(self._onSegmentModelsChanged)
         self.ui.projectFolderPathLineEdit.currentPathChanged.connect(self._onExportFoldersChanged)
         self.ui.datasetFolderPathLineEdit.currentPathChanged.connect(self._onExportFoldersChanged)
         self.ui.saveCaseButton.clicked.connect(self.onSaveCase)
@@ -545,9 +550,10 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         volumeNode = self._parameterNode.inputVolume
         device = self.ui.deviceComboBox.property("currentText")
+        models = self._segmentModels()
         try:
             self._segmentRun = SegmentRun(
-                self.logic.segmentationRunner(device), volumeNode, jobs=self.segmentJobs,
+                self.logic.segmentationRunner(device, models), volumeNode, jobs=self.segmentJobs,
                 timer_factory=self._createTimer, on_progress=self._onSegmentProgress, on_done=self._onSegmentDone,
                 on_error=self._onSegmentFailed)
             self._segmentRun.start()
@@ -600,6 +606,7 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.examplesLineEdit.setText(str(settings.value(SETTINGS_PREFIX + "examples", "") or ""))
         self.ui.narrativeOptInCheckBox.setChecked(slicer.util.toBool(settings.value(SETTINGS_PREFIX + "optIn", False)))
         self.ui.narrativeSentLabel.setText(WHAT_IS_SENT)
+        self.ui.segmentModelsLineEdit.setText(str(settings.value(SEGMENT_MODELS_KEY, "") or ""))
         self.ui.projectFolderPathLineEdit.setCurrentPath(str(settings.value(EXPORT_PREFIX + "projectFolder", "") or ""))
         self.ui.datasetFolderPathLineEdit.setCurrentPath(str(settings.value(EXPORT_PREFIX + "datasetFolder", "") or ""))
 
@@ -610,6 +617,14 @@ class RadGPTSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             settings.setValue(SETTINGS_PREFIX + key, widget.property("text"))
         settings.setValue(SETTINGS_PREFIX + "optIn", self.ui.narrativeOptInCheckBox.isChecked())
         self._updateButtons()
+
+    def _segmentModels(self) -> list:
+        """The Models field: presets or results folders separated by ";" (empty: TotalSegmentator's total)."""
+        text = str(self.ui.segmentModelsLineEdit.property("text") or "")
+        return [m.strip() for m in text.split(";") if m.strip()] or list(DEFAULT_SEGMENT_MODELS)
+
+    def _onSegmentModelsChanged(self, *args) -> None:
+        qt.QSettings().setValue(SEGMENT_MODELS_KEY, self.ui.segmentModelsLineEdit.property("text"))
 
     def _onExportFoldersChanged(self, *args) -> None:
         settings = qt.QSettings()
@@ -904,11 +919,14 @@ class RadGPTSlicerLogic(ScriptedLoadableModuleLogic):
         return result.findings
 
     # ------------------------------------------------------------ segmentation
-    def segmentationRunner(self, device: str = "auto"):
-        """The segmentation stage's runner (a separate process; Slicer's Python runs the worker)."""
+    def segmentationRunner(self, device: str = "auto", models=DEFAULT_SEGMENT_MODELS):
+        """The segmentation stage's runner (a separate process; Slicer's Python runs the worker).
+
+        ``models``: presets or nnU-Net results folders, in precedence order.
+        """
         from RadGPTSlicerLib.segment_stage import make_runner
 
-        return make_runner(device)
+        return make_runner(device, models)
 
     @staticmethod
     def dicomSeriesFiles(volumeNode) -> list:

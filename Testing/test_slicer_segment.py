@@ -43,7 +43,8 @@ def panel(phantom):
     widget.runners = []
     widget.behaviour = "ok"
 
-    def runner(device):
+    def runner(device, models=("total",)):
+        widget.models_asked = list(models)
         r = FakeSegmentationRunner(["fake-model"], device=device, behaviour=widget.behaviour,
                                    probabilities=PROBABILITIES)
         widget.runners.append(r)
@@ -242,3 +243,50 @@ def test_terminology_codes_match_the_dicom_code_dictionary():
         assert value in by_value and meaning.lower() in by_value[value], kind
     for lesion in vocab.LESION_ORGAN_KIND:
         assert segment_stage.terminology_entry(lesion).count("~") == 6
+
+
+def test_models_field_chooses_the_models_and_is_remembered(panel):
+    widget, _volume = panel
+    from PyQt5 import QtCore
+
+    widget.ui.segmentModelsLineEdit.setText(" total_fast ; /models/Dataset123_X/nnUNetTrainer__nnUNetPlans__3d_fullres ")
+    widget.ui.segmentModelsLineEdit.editingFinished.emit()
+    widget.ui.segmentButton.click()
+    assert harness.wait_until(lambda: widget._segmentRun is None, 120)
+    assert widget.models_asked == ["total_fast", "/models/Dataset123_X/nnUNetTrainer__nnUNetPlans__3d_fullres"]
+    assert QtCore.QSettings().value("RadGPT/Segment/models").strip().startswith("total_fast")
+    widget.ui.segmentModelsLineEdit.setText("")
+    widget.ui.segmentButton.click()
+    assert harness.wait_until(lambda: widget._segmentRun is None, 120)
+    assert widget.models_asked == ["total"]  # empty field: TotalSegmentator's published weights
+
+
+def test_segment_button_drives_the_real_runner_and_model(tmp_path):
+    """No fake runner: the module's own runner (RadGPTLogic.segment) in its worker process,
+    the committed tiny nnU-Net model, a piece of the phantom around the liver."""
+    import nibabel as nib
+    from segment_helpers import TINY_MODEL, dice, needs_model, small_fov_ct
+
+    if needs_model.args[0]:
+        pytest.skip(needs_model.kwargs["reason"])
+    image = nib.as_closest_canonical(nib.load(str(small_fov_ct(tmp_path / "ct.nii.gz"))))
+    ct = np.asarray(image.dataobj)
+    harness.reset()
+    harness.add_volume(ct, image.affine)
+    _module, widget = harness.open_panel()
+    try:
+        widget.ui.segmentModelsLineEdit.setText(str(TINY_MODEL))
+        widget.ui.deviceComboBox.setCurrentText("cpu")
+        progress = []
+        on_progress = widget._onSegmentProgress
+        widget._onSegmentProgress = lambda f, t: (progress.append(t), on_progress(f, t))
+        widget.ui.segmentButton.click()
+        assert harness.wait_until(lambda: widget._segmentRun is None, 600)
+        assert slicer.util.MESSAGES == []
+        assert any("predict Dataset987_RadGPTTinyPhantom fold all" in t for t in progress)
+        masks = segment_masks(widget._parameterNode.segmentation)
+        assert {"liver", "spleen", "kidney_left", "kidney_right", "pancreas", "liver_lesion"} <= set(masks)
+        truth = build_phantom(size="small", seed=3, lesions=[]).masks["liver"][110:170, 60:120, 40:72]
+        assert dice(masks["liver"], truth) >= 0.85
+    finally:
+        widget.cleanup()

@@ -139,8 +139,10 @@ def python_executable() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
-def make_runner(device: str = "auto", models=("default",)):
-    """The segmentation stage's runner (import deferred: torch and nnU-Net stay out of Slicer)."""
+def make_runner(device: str = "auto", models=("total",)):
+    """The segmentation stage's runner for ``models`` (presets or nnU-Net results folders, in
+    precedence order).  Only the runner is imported here: torch and nnunetv2 load in its worker
+    process, never in Slicer's."""
     from RadGPTLogic.segment.runner import SegmentationRunner
 
     return SegmentationRunner(list(models), device=device, python_executable=python_executable())
