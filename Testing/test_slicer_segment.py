@@ -249,11 +249,12 @@ def test_models_field_chooses_the_models_and_is_remembered(panel):
     widget, _volume = panel
     from PyQt5 import QtCore
 
-    widget.ui.segmentModelsLineEdit.setText(" total_fast ; /models/Dataset123_X/nnUNetTrainer__nnUNetPlans__3d_fullres ")
+    folder = "/models/Dataset123_X/nnUNetTrainer__nnUNetPlans__3d_fullres"
+    widget.ui.segmentModelsLineEdit.setText(f" total_fast ; {folder} ")
     widget.ui.segmentModelsLineEdit.editingFinished.emit()
     widget.ui.segmentButton.click()
     assert harness.wait_until(lambda: widget._segmentRun is None, 120)
-    assert widget.models_asked == ["total_fast", "/models/Dataset123_X/nnUNetTrainer__nnUNetPlans__3d_fullres"]
+    assert widget.models_asked == ["total_fast", folder]
     assert QtCore.QSettings().value("RadGPT/Segment/models").strip().startswith("total_fast")
     widget.ui.segmentModelsLineEdit.setText("")
     widget.ui.segmentButton.click()
