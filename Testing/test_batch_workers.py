@@ -156,7 +156,7 @@ def test_narrative_stage_bounded_and_never_loses_the_report(root, tmp_path):
 
 
 def test_segmentation_stage_wiring_local(root, tmp_path):
-    # RadGPTLogic.segment is not on main yet: a stand-in segmenter copies a case's masks.
+    # A stand-in segmenter copies a case's masks (the wiring alone; the real model is tested below).
     from batch_helpers import CopySegmenter
 
     cts = tmp_path / "cts"
@@ -195,16 +195,42 @@ def test_progress_bar_shows_rate_and_eta():
     assert plain.getvalue() == "[1/2] c ok 0.5 s\n"
 
 
-def test_seg_model_without_the_backend_is_one_line(root, tmp_path):
+def test_batch_segments_ct_only_folders_with_the_real_tiny_model(tmp_path):
+    """``radgpt batch --seg-model``: CT-only case folders go through the real nnU-Net stage
+    (in the batch worker, models loaded once per worker), then the report; a resumed run
+    keeps both; a model folder that does not exist fails every case with one line."""
     import contextlib
-    import importlib.util
+
+    from segment_helpers import TINY_MODEL, needs_model, small_fov_ct
 
     from RadGPTLogic.cli import main
 
-    if importlib.util.find_spec("RadGPTLogic.segment") is not None:
-        pytest.skip("the segmentation backend is installed")
+    if needs_model.args[0]:
+        pytest.skip(needs_model.kwargs["reason"])
+    cts = tmp_path / "cts"
+    for n in range(2):
+        small_fov_ct(cts / f"CASE_{n}" / "ct.nii.gz", seed=n)
+    args = ["batch", str(cts), "--out", str(tmp_path / "out"), "--workers", "1", "--seg-model", str(TINY_MODEL),
+            "--seg-device", "cpu"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "batch_summary.json").read_text(encoding="utf-8"))
+    rows = summary["cases"] if isinstance(summary, dict) and "cases" in summary else summary
+    assert [r["status"] for r in rows] == ["ok", "ok"] and all("segmented" in r["note"] for r in rows)
+    for n in range(2):
+        case = tmp_path / "out" / "segmented" / f"CASE_{n}"
+        record = json.loads((case / "segmentation.json").read_text(encoding="utf-8"))
+        assert record["models"][0]["name"] == "Dataset987_RadGPTTinyPhantom"
+        findings = json.loads((tmp_path / "out" / f"CASE_{n}" / "findings.json").read_text(encoding="utf-8"))
+        # the CT is a box cut around the liver: the segmented liver reaches its edge (HU measured, volume not)
+        assert findings["organs"]["liver"]["complete"] is False and findings["organs"]["liver"]["mean_hu"] > 30
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "batch_summary.json").read_text(encoding="utf-8"))
+    rows = again["cases"] if isinstance(again, dict) and "cases" in again else again
+    assert {r["status"] for r in rows} == {"skipped"}
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(["batch", str(root), "--out", str(tmp_path / "out"), "--seg-model", "some_model"])
-    assert rc == 2 and "segmentation backend" in err.getvalue() and len(err.getvalue().strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    missing = tmp_path / "no_such_model"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = main(["batch", str(cts), "--out", str(tmp_path / "out2"), "--workers", "1", "--seg-model", str(missing)])
+    assert rc == 1 and str(missing) in err.getvalue()
