@@ -74,17 +74,9 @@ class Crop:
 
     def in_box(self, offset, shape) -> np.ndarray:
         """This mask as a bool array over the box (``offset``, ``shape``); zero outside the crop."""
-        out = np.zeros(tuple(shape), bool)
         if self.is_empty:
-            return out
-        lo = np.maximum(self.offset, offset)
-        hi = np.minimum(np.add(self.offset, self.shape), np.add(offset, shape))
-        if np.any(hi <= lo):
-            return out
-        dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
-        src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, self.offset))
-        out[dst] = self.mask[src]
-        return out
+            return np.zeros(tuple(shape), bool)
+        return _in_box(self.mask, self.offset, offset, shape)
 
     def touches_grid_edge(self, grid_shape) -> bool:
         """True when any voxel lies on a face of the full grid (the organ may be cut by the scan)."""
@@ -97,6 +89,19 @@ class Crop:
             if self.offset[axis] + m.shape[axis] == grid_shape[axis] and np.take(m, -1, axis=axis).any():
                 return True
         return False
+
+
+def _in_box(values: np.ndarray, values_offset, offset, shape) -> np.ndarray:
+    """``values`` (placed at ``values_offset``) over the box (``offset``, ``shape``): zero outside ``values``."""
+    out = np.zeros(tuple(shape), values.dtype)
+    lo = np.maximum(values_offset, offset)
+    hi = np.minimum(np.add(values_offset, values.shape), np.add(offset, shape))
+    if values.size == 0 or np.any(hi <= lo):
+        return out
+    dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
+    src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, values_offset))
+    out[dst] = values[src]
+    return out
 
 
 @dataclass(frozen=True)
@@ -124,17 +129,7 @@ class ProbabilityCrop:
 
     def in_box(self, offset, shape) -> np.ndarray:
         """The probabilities as a float32 array over the box (``offset``, ``shape``); 0 outside the stored box."""
-        out = np.zeros(tuple(shape), np.float32)
-        if self.values.size == 0:
-            return out
-        lo = np.maximum(self.offset, offset)
-        hi = np.minimum(np.add(self.offset, self.shape), np.add(offset, shape))
-        if np.any(hi <= lo):
-            return out
-        dst = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, offset))
-        src = tuple(slice(a - o, b - o) for a, b, o in zip(lo, hi, self.offset))
-        out[dst] = self.values[src]
-        return out
+        return _in_box(np.asarray(self.values, np.float32), self.offset, offset, shape)
 
 
 def bounding_box(arr: np.ndarray):

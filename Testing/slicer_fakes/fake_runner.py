@@ -1,8 +1,9 @@
 """A segmentation runner with the interface of ``RadGPTLogic.segment.runner`` and a real worker process.
 
-Until the segmentation stage lands, the Segment button is tested against this: the
-same ``start``/``poll``/``cancel``/``wait``/``running`` interface
-(``/work/notes``-era contract: ``runner_interface``), with a real child process
+The Segment button's tests use this where they need exact truth or a failure on
+demand (the real runner and model are tested too, in test_slicer_segment.py): the
+same ``start``/``poll``/``cancel``/``wait``/``running`` interface as
+:class:`RadGPTLogic.segment.runner.SegmentationRunner`, with a real child process
 (``fake_segmenter.py``) that emits the events as JSON lines, writes the case
 folder atomically, can be cancelled (the whole process group ends within 2 s and
 no partial output stays) and fails with a one-line error.
@@ -23,25 +24,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from RadGPTLogic.segment.runner import RunnerEvent  # the real event type
+
 WORKER = Path(__file__).resolve().parent / "fake_segmenter.py"
-
-try:  # the real event type once the segmentation stage has landed
-    from RadGPTLogic.segment.runner import RunnerEvent  # type: ignore
-except ImportError:  # pragma: no cover - until then, the interface's own definition
-    @dataclass(frozen=True)
-    class RunnerEvent:
-        kind: str
-        message: str = ""
-        stage: str = ""
-        model: str = ""
-        fold: str = ""
-        done: int = 0
-        total: int = 0
-        result: str = ""
-
 
 class FakeSegmentationRunner:
     """The runner interface over ``fake_segmenter.py`` (``behaviour``: ok, fail, slow, crash)."""
