@@ -72,7 +72,15 @@ def test_run_reports_the_lesions_it_segmented(run_ras):
                 if l["organ"] == organ and abs(l["longest_diameter_mm"] - truth_ld) < 0.25 * truth_ld]
         seen = [(l["organ"], l["longest_diameter_mm"]) for l in found]
         assert near, f"{spec.mask} {truth_ld} mm not reported: {seen}"
-    assert (out / "report" / "report.txt").read_text(encoding="utf-8").count("lesion") >= 1
+    # every lesion from the model carries the model's confidence, and a review rank
+    assert sorted(l["review_rank"] for l in found) == list(range(1, len(found) + 1))
+    for lesion in found:
+        confidence = lesion["confidence"]
+        assert confidence["model"] == "Dataset987_RadGPTTinyPhantom" and confidence["mask_edited"] is False
+        assert 0.5 < confidence["mean_probability"] <= 1.0 and 0.0 <= confidence["share_below_0_5"] <= 1.0
+    report = (out / "report" / "report.txt").read_text(encoding="utf-8")
+    lows = [l for l in found if l["confidence"]["low"]]
+    assert report.count("low segmentation confidence; verify on images") == len(lows)
     record = json.loads((out / "case" / "segmentation.json").read_text(encoding="utf-8"))
     assert record["models"][0]["name"] == "Dataset987_RadGPTTinyPhantom"
     assert record["models"][0]["mirroring"] is False  # the checkpoint allows none

@@ -116,6 +116,37 @@ def test_segment_cli_progress_lines_and_case_folder(tmp_path, capsys):
     assert (tmp_path / "case" / "segmentations" / "liver.nii.gz").is_file()
 
 
+def test_segment_cli_draws_a_progress_bar_on_a_terminal(tmp_path):
+    """stderr a pseudo-terminal: tqdm's bar (carriage returns, rates), not the plain lines."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    ct = small_fov_ct(tmp_path / "ct.nii.gz")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    proc = subprocess.Popen([sys.executable, "-m", "RadGPTLogic.cli", "segment", str(ct), "--model", str(TINY_MODEL),
+                             "--out", str(tmp_path / "case"), "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=slave, cwd=Path(__file__).resolve().parents[1])
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the terminal's other end closed: the process ended
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(master)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "\r" in shown and "predict Dataset987_RadGPTTinyPhantom fold all" in shown and "tiles" not in shown
+
+
 def test_a_broken_model_folder_is_one_line_naming_what_is_missing(tmp_path, capsys):
     broken = tmp_path / "models" / TINY_MODEL.name  # nnU-Net's folder name kept
     shutil.copytree(TINY_MODEL, broken)
