@@ -106,8 +106,8 @@ def random_lesions(rng: np.random.Generator, organs: dict, affine: np.ndarray) -
     return placed
 
 
-def make_case(index: int, seed: int):
-    """(ct int16 RAS array, labels uint8, affine) of training case ``index``."""
+def make_phantom(index: int, seed: int):
+    """The phantom of case ``index`` (spacing, field of view, phase, noise and lesions drawn from it)."""
     from RadGPTLogic.phantom import SIMULATED_PHASES, build_phantom
 
     rng = np.random.default_rng(seed * 1000 + index)
@@ -115,9 +115,14 @@ def make_case(index: int, seed: int):
     z_lo, z_hi = -135.0 + rng.uniform(0, 50), 115.0 - rng.uniform(0, 50)
     base = build_phantom(spacing=spacing, lesions=[], z_range_mm=(z_lo, z_hi), noise_sd=0)
     lesions = random_lesions(rng, base.masks, base.affine)
-    phantom = build_phantom(spacing=spacing, lesions=lesions, z_range_mm=(z_lo, z_hi),
-                            phase=SIMULATED_PHASES[index % len(SIMULATED_PHASES)],
-                            noise_sd=float(rng.uniform(5, 12)), seed=seed * 1000 + index)
+    return build_phantom(spacing=spacing, lesions=lesions, z_range_mm=(z_lo, z_hi),
+                         phase=SIMULATED_PHASES[index % len(SIMULATED_PHASES)],
+                         noise_sd=float(rng.uniform(5, 12)), seed=seed * 1000 + index)
+
+
+def make_case(index: int, seed: int):
+    """(ct int16 RAS array, labels uint8, affine) of training case ``index``."""
+    phantom = make_phantom(index, seed)
     labels = np.zeros(phantom.shape, np.uint8)
     for name, value in PHANTOM_TO_LABEL:
         if name in phantom.masks:
@@ -201,15 +206,27 @@ def load_preprocessed() -> list:
     return cases
 
 
-def sample_batch(cases: list, rng: np.random.Generator, batch: int):
-    """Patches (B, 1, 64, 64, 64) and targets (B, 64, 64, 64); -1 marks padding (ignored)."""
+LESION_LABELS = (6, 7, 8)
+
+
+def sample_batch(cases: list, rng: np.random.Generator, batch: int, lesion_share: float = 0.0):
+    """Patches (B, 1, 64, 64, 64) and targets (B, 64, 64, 64); -1 marks padding (ignored).
+
+    A patch is centred (with jitter) on a voxel of a lesion class present with probability
+    ``lesion_share``, else on a voxel of any class present with probability 2/3, else anywhere.
+    """
     patch = np.array(PATCH_ZYX)
     xs = np.zeros((batch, 1, *PATCH_ZYX), np.float32)
     ys = np.full((batch, *PATCH_ZYX), -1, np.int64)
     for b in range(batch):
         data, seg, where = cases[rng.integers(len(cases))]
         shape = np.array(seg.shape)
-        if rng.random() < 2 / 3 and where:
+        lesions_here = [v for v in LESION_LABELS if v in where]
+        if lesions_here and rng.random() < lesion_share:
+            label = lesions_here[rng.integers(len(lesions_here))]
+            centre = where[label][rng.integers(len(where[label]))]
+            lo = centre - patch // 2 + rng.integers(-patch // 4, patch // 4 + 1)
+        elif rng.random() < 2 / 3 and where:
             label = list(where)[rng.integers(len(where))]
             centre = where[label][rng.integers(len(where[label]))]
             lo = centre - patch // 2 + rng.integers(-patch // 4, patch // 4 + 1)
@@ -275,6 +292,7 @@ def train(args, plans: dict, dataset_json: dict, model_dir: Path) -> dict:
         network.load_state_dict(state["network_weights"])
         log = state["logging"]
         step0 = int(log.get("steps", 0))
+        rng = np.random.default_rng([args.seed, step0])  # new patches, not the first run's again
         print(f"resuming at step {step0}", flush=True)
     cases = load_preprocessed()
     optimiser = torch.optim.Adam(network.parameters(), lr=args.lr)
@@ -283,7 +301,7 @@ def train(args, plans: dict, dataset_json: dict, model_dir: Path) -> dict:
     while step < args.steps and time.monotonic() - started < args.minutes * 60:
         for group in optimiser.param_groups:
             group["lr"] = args.lr * (1 - step / args.steps) ** 0.9
-        xs, ys = sample_batch(cases, rng, args.batch)
+        xs, ys = sample_batch(cases, rng, args.batch, args.lesion_share)
         logits = network(torch.from_numpy(xs))
         loss = loss_fn(logits, torch.from_numpy(ys), n_classes)
         optimiser.zero_grad()
@@ -303,6 +321,63 @@ def train(args, plans: dict, dataset_json: dict, model_dir: Path) -> dict:
     return log
 
 
+# ------------------------------------------------------------------------------------------ evaluation
+def evaluate(model_dir: Path, n_cases: int, seed: int) -> dict:
+    """Dice of the committed model on ``n_cases`` phantoms it never saw (other seeds), through the
+    project's segmentation stage (nnunetv2's predictor): per organ, and per lesion over 15 mm."""
+    import tempfile
+
+    from scipy import ndimage
+
+    from RadGPTLogic.segment.stage import Segmenter
+
+    def dice(a, b):
+        total = a.sum() + b.sum()
+        return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / float(total)
+
+    segmenter = Segmenter([str(model_dir)], device="cpu")
+    names = {v: k for k, v in LABELS.items() if v}
+    organs: dict = {n: [] for n in ("liver", "spleen", "kidney_right", "kidney_left", "pancreas")}
+    lesions = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n_cases):
+            index = 10_000 + i  # training used indices 0 .. cases-1
+            phantom = make_phantom(index, seed)
+            import nibabel as nib
+
+            path = Path(tmp) / f"eval_{i}.nii.gz"
+            nib.save(nib.Nifti1Image(phantom.ct, phantom.affine), str(path))
+            segmenter.segment(path, Path(tmp) / f"case_{i}")
+            predicted = {}
+            for name in names.values():
+                image = nib.as_closest_canonical(nib.load(str(Path(tmp) / f"case_{i}" / "segmentations"
+                                                             / f"{name}.nii.gz")))
+                predicted[name] = np.asarray(image.dataobj) > 0
+            for organ in organs:  # organ masks hold their lesions, in the phantom as in the stage's output
+                organs[organ].append(round(dice(predicted[organ], phantom.masks[organ]), 4))
+            spacing = np.abs(np.diag(phantom.affine)[:3])
+            for source, cls in (("liver_lesion", "liver_lesion"), ("pancreatic_pdac", "pancreatic_lesion"),
+                                ("kidney_lesion", "kidney_lesion")):
+                if source not in phantom.masks:
+                    continue
+                components, n = ndimage.label(phantom.masks[source], structure=np.ones((3, 3, 3), bool))
+                for k in range(1, n + 1):
+                    truth = components == k
+                    idx = np.argwhere(truth)
+                    extent = (idx.max(0) - idx.min(0) + 1) * spacing
+                    if max(extent[:2]) <= 15:
+                        continue
+                    lo, hi = np.maximum(idx.min(0) - 6, 0), idx.max(0) + 7
+                    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+                    lesions.append({"case": i, "class": cls, "extent_mm": [round(float(e), 1) for e in extent],
+                                    "dice": round(dice(predicted[cls][box], truth[box]), 4)})
+    return {"cases": n_cases, "organ_dice_min": {k: min(v) for k, v in organs.items()},
+            "organ_dice_median": {k: float(np.median(v)) for k, v in organs.items()},
+            "lesions_over_15_mm": len(lesions),
+            "lesion_dice_median": float(np.median([l["dice"] for l in lesions])) if lesions else None,
+            "lesion_dice_min": min((l["dice"] for l in lesions), default=None), "lesions": lesions}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", required=True, help="scratch folder for nnUNet_raw and nnUNet_preprocessed")
@@ -313,7 +388,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lesion-share", type=float, default=0.0,
+                        help="share of patches centred on a lesion voxel (default 0: classes drawn uniformly)")
     parser.add_argument("--resume", action="store_true", help="reuse the dataset and continue the checkpoint")
+    parser.add_argument("--evaluate", type=int, default=0, metavar="N",
+                        help="after training, Dice on N phantoms the model never saw (in training_summary.json)")
+    parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the model already in --out")
     args = parser.parse_args(argv)
 
     work = Path(args.work).resolve()
@@ -324,6 +404,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     model_dir = Path(args.out).resolve() / DATASET_NAME / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
+    if args.evaluate_only:
+        summary_path = model_dir / "training_summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        summary["evaluation"] = evaluate(model_dir, args.evaluate or 6, args.seed)
+        summary_path.write_text(json.dumps(summary, indent=2))
+        print(json.dumps({k: v for k, v in summary["evaluation"].items() if k != "lesions"}, indent=2))
+        return 0
     plans_file = work / "nnUNet_preprocessed" / DATASET_NAME / f"{PLANS}.json"
     if not (args.resume and plans_file.is_file()):
         shutil.rmtree(work, ignore_errors=True)
@@ -337,16 +424,23 @@ def main(argv=None) -> int:
     (model_dir / "plans.json").write_text(json.dumps(plans, indent=2))
     (model_dir / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
     log = train(args, plans, dataset_json, model_dir)
+    summary_path = model_dir / "training_summary.json"
+    earlier = json.loads(summary_path.read_text()) if args.resume and summary_path.is_file() else {}
+    command = "python Testing/models/train_tiny.py " + " ".join(argv if argv is not None else sys.argv[1:])
     summary = {
         "synthetic": True,
+        "commands": earlier.get("commands", [earlier["command"]] if "command" in earlier else []) + [command],
         "what": "RadGPT phantom segmenter for tests; trained on synthetic phantoms only, never on real CT",
-        "command": "python Testing/models/train_tiny.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
         "cases": args.cases, "steps": log["steps"], "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "lesion_share": args.lesion_share,
         "seconds_last_run": log["seconds_this_run"], "final_loss": log["loss"][-1][1] if log["loss"] else None,
         "torch": torch.__version__, "nnunetv2": __import__("importlib.metadata").metadata.version("nnunetv2"),
         "threads": torch.get_num_threads(), "mirroring": "none in training or inference",
     }
-    (model_dir / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    if args.evaluate:
+        summary["evaluation"] = evaluate(model_dir, args.evaluate, args.seed)
+    summary_path.write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return 0 if math.isfinite(summary["final_loss"] or 0.0) else 1
 
