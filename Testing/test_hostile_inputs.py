@@ -224,6 +224,17 @@ def test_zero_voxel_size_without_orientation_is_an_error(case_dir, tmp_path):
     _one_line_error(run_cli("report", case_dir, "--out", tmp_path / "out"), str(liver), "voxel size 5 x 5 x 0")
 
 
+def test_a_ct_without_orientation_is_named_not_a_mask(case_dir, tmp_path):
+    """Only the CT lacks orientation: the grids disagree because of the CT, so the error names it."""
+    ct = case_dir / "ct.nii.gz"
+    img = nib.load(ct)
+    bad = nib.Nifti1Image(np.asarray(img.dataobj), None)
+    bad.header.set_zooms(img.header.get_zooms())
+    bad.header["qform_code"] = bad.header["sform_code"] = 0
+    nib.save(bad, ct)
+    _one_line_error(run_cli("report", case_dir, "--out", tmp_path / "out"), str(ct), "no orientation")
+
+
 def test_help_texts_read_right():
     import contextlib
     import io

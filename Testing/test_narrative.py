@@ -33,6 +33,15 @@ from RadGPTLogic.report.narrative import (
 )
 
 
+@pytest.fixture(autouse=True)
+def cli_warnings_on_stderr():
+    """The sub-commands here are called through ``args.func`` (not ``cli.main``): print the
+    ``radgpt`` logger's lines on stderr as ``main`` would, whatever ran before this file."""
+    from RadGPTLogic.cli import setup_logging
+
+    setup_logging()
+
+
 @pytest.fixture(scope="module")
 def staged_dir(tmp_path_factory):
     out, f = make_findings(tmp_path_factory.mktemp("nar"), "S", lesions=staging_lesions(), phase="venous")

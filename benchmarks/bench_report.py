@@ -59,7 +59,7 @@ sys.exit(rc)
 
 BREAKDOWN_CODE = r"""
 import cProfile, json, pstats, sys, time
-from RadGPTLogic.case import Case
+from RadGPTLogic.io.casefolder import load_case
 from RadGPTLogic.engine import Engine
 case = load_case(sys.argv[1])
 prof = cProfile.Profile()

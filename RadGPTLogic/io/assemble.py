@@ -139,11 +139,15 @@ def check_binary_mask(path, arr: np.ndarray, slope: float, inter: float) -> None
         )
 
 
-def add_mask_volume(case: Case, canonical: str, vol: Volume, *, resample: bool = False) -> None:
+def add_mask_volume(case: Case, canonical: str, vol: Volume, *, resample: bool = False,
+                    reference: Volume | None = None) -> None:
     """Check a binary mask read from disk against the case's grid and store its crop.
 
     A mask on another grid is an :class:`InputError` naming it, unless ``resample``
-    is set: then it is resampled (nearest neighbour) onto the case's grid.
+    is set: then it is resampled (nearest neighbour) onto the case's grid.  When the
+    ``reference`` file that gave the grid (the CT) has no orientation in its header and
+    the mask has one, the error names the reference instead: the grids disagree because
+    the CT cannot be placed in the patient, not because the mask is wrong.
     """
     check_binary_mask(vol.path, vol.array, vol.slope, vol.inter)
     note_header(case, vol)
@@ -152,6 +156,11 @@ def add_mask_volume(case: Case, canonical: str, vol: Volume, *, resample: bool =
     if vol.slope != 1.0 or vol.inter != 0.0:
         arr = (arr * vol.slope + vol.inter) > 0.5
     if dev > GRID_TOLERANCE_MM:
+        if reference is not None and not getattr(reference, "orientation_known", True) \
+                and getattr(vol, "orientation_known", True):
+            raise InputError(reference.path, "no orientation in the NIfTI header (qform_code and sform_code are 0) "
+                                             f"while the masks have one ({vol.path.name}), so the CT cannot be "
+                                             "placed on their grid; set the CT's qform/sform (e.g. copy the masks')")
         if not resample:
             what = (
                 f"shape {vol.shape} vs {case.shape}" if vol.shape != case.shape

@@ -239,6 +239,7 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
     volumes = read_niftis(([files.ct] if files.ct is not None else []) + [m.path for m in known])
     try:
         case: Case | None = None
+        ct = None
         if files.ct is not None:
             ct = next(volumes)
             case = case_on_volume_grid(files.case_dir.name, ct)
@@ -255,7 +256,7 @@ def load_case(case_dir, *, resample: bool = False) -> Case:
             vol = next(volumes)
             if case is None:
                 case = case_on_volume_grid(files.case_dir.name, vol)
-            add_mask_volume(case, mask.structure, vol, resample=resample)
+            add_mask_volume(case, mask.structure, vol, resample=resample, reference=ct)
             del vol  # only its crop stays: free the decompressed file before the next one is read
     finally:
         volumes.close()  # stop reading ahead when a file is refused
