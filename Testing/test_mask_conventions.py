@@ -85,6 +85,7 @@ def test_a_spleen_saved_as_liver_lesion_is_flagged_not_reported(tmp_path):
     report = (tmp_path / "out" / "report.txt").read_text(encoding="utf-8")
     assert "outside the liver mask" in report and "check the masks" in report.lower()
     assert "outside the liver mask" in report.split("IMPRESSION:")[1]
+    assert "No liver" not in report.split("IMPRESSION:")[1]  # never "no liver lesion" beside "check the masks"
     assert "liver_lesion_1: lies outside the liver mask" in proc.stderr
 
 

@@ -197,7 +197,9 @@ def _impression(findings: FindingsDict) -> list:
     assessed = findings.get("lesions_assessed")
     if assessed is None:  # findings from before the key existed: every organ counts as assessed
         assessed = {o: True for o in ("liver", "pancreas", "kidney")}
-    with_lesions = {l.get("organ") for l in lesions} | {s.get("organ") for s in subs}
+    # A lesion mask component outside its organ still belongs to that organ's lesion mask: the
+    # impression asks to check the masks and must not also say "no lesion" for that organ.
+    with_lesions = {l.get("organ") for l in everything} | {s.get("organ") for s in subs}
     clear = [o for o, yes in assessed.items() if yes and o not in with_lesions]
     not_assessed = [o for o, yes in assessed.items() if not yes]
     if clear or not_assessed:
