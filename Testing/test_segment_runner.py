@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from segment_helpers import TINY_MODEL, needs_model, small_fov_ct
+from segment_helpers import TINY_MODEL, needs_model, small_fov_ct, write_nifti
 
 from RadGPTLogic import cli
+from RadGPTLogic.phantom import build_phantom
 from RadGPTLogic.segment.runner import SegmentationRunner
 from RadGPTLogic.segment.worker import is_out_of_memory, out_of_memory_advice
 
@@ -71,7 +72,9 @@ def test_several_cts_load_the_model_once_and_stream_progress(tmp_path):
 
 
 def test_cancel_ends_the_process_tree_within_two_seconds_and_leaves_nothing(tmp_path):
-    ct = small_fov_ct(tmp_path / "ct.nii.gz")
+    # the whole small phantom: dozens of tiles, so the run is surely still predicting at the cancel
+    phantom = build_phantom(size="small", lesions=[], seed=11)
+    ct = write_nifti(tmp_path / "ct.nii.gz", phantom.ct, phantom.affine)
     out = tmp_path / "runs" / "case"
     runner = SegmentationRunner([str(TINY_MODEL)], device="cpu")
     runner.start(ct, out)
