@@ -63,7 +63,7 @@ from .measure.organs import (
     smallness,
 )
 from .measure.plausibility import mask_checks
-from .rules import DEFAULT_RULES, HOLLOW_ORGANS, PHASES, Rules
+from .rules import DEFAULT_RULES, HOLLOW_ORGANS, PHASES, PLAUSIBLE_LESION_MIN_HU, Rules
 
 PANCREAS_PART_MASKS = vocab.PANCREAS_PARTS
 # Masks the computed pancreas parts depend on (pancreas, given parts, landmarks).
@@ -225,6 +225,13 @@ class Engine:
             entries.sort(key=lambda e: (-e["voxel_count"], vocab.LESIONS.index(e["mask"]),
                                         int(e["id"].rsplit("_", 1)[1])))
             findings.lesions.extend(entries)
+        for entry in findings.lesions:  # gas is never a lesion (a stray prediction or stroke): say so
+            hu = entry.get("mean_hu")
+            if hu is not None and hu < PLAUSIBLE_LESION_MIN_HU:
+                check = {"structure": entry["id"], "check": "attenuation",
+                         "problem": f"mean attenuation {hu:.0f} HU is that of gas, not of a lesion"}
+                findings.mask_checks.append(check)
+                findings.warnings.append(f"{entry['id']}: {check['problem']}; check the masks")
         for entry, rank in zip(findings.lesions, review_ranks(findings.lesions)):
             entry["review_rank"] = rank
 

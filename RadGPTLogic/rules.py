@@ -183,6 +183,10 @@ PLAUSIBLE_VOLUME_ML = {
 }
 SOLID_ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right")
 PLAUSIBLE_SOLID_ORGAN_HU = (-150.0, 400.0)
+# A lesion component whose mean attenuation is below this is gas (bowel gas, air outside the
+# body), not a lesion: a stray model prediction or a brush stroke in the wrong place.  Fat-
+# containing lesions (renal angiomyolipoma, teratoma) reach about -100 HU, so only gas is excluded.
+PLAUSIBLE_LESION_MIN_HU = -500.0
 # Structures whose left/right order in patient space is fixed (centres; situs inversus
 # would be flagged too, rightly): (the one on the patient's right, the one on the left).
 RIGHT_LEFT_PAIRS = (("liver", "spleen"), ("liver", "stomach"), ("gall_bladder", "stomach"),

@@ -235,6 +235,34 @@ def test_a_ct_without_orientation_is_named_not_a_mask(case_dir, tmp_path):
     _one_line_error(run_cli("report", case_dir, "--out", tmp_path / "out"), str(ct), "no orientation")
 
 
+def test_a_lesion_of_gas_is_flagged_for_checking():
+    """A lesion component whose voxels are gas (a stray prediction in bowel gas or air) opens the
+    report with "check the masks"; a fat-containing one (-80 HU, e.g. angiomyolipoma) does not."""
+    from RadGPTLogic.case import Case
+    from RadGPTLogic.engine import Engine
+    from RadGPTLogic.report.structured import render_text
+
+    grid = (40, 40, 40)
+    ct = np.full(grid, 40, np.int16)
+    kidney = np.zeros(grid, bool)
+    kidney[5:35, 5:35, 5:35] = True
+    lesion = np.zeros(grid, bool)
+    lesion[8:14, 8:14, 8:14] = True   # gas
+    lesion[24:30, 24:30, 24:30] = True  # fat
+    ct[8:14, 8:14, 8:14] = -990
+    ct[24:30, 24:30, 24:30] = -80
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    f = Engine(Case.from_arrays("G", affine, {"kidney_left": kidney, "kidney_lesion": lesion}, ct=ct)).compute()
+    data = f.to_dict()
+    gas = [l for l in data["lesions"] if l["mean_hu"] < -500]
+    fat = [l for l in data["lesions"] if -500 < l["mean_hu"] < 0]
+    assert len(gas) == 1 and len(fat) == 1
+    checks = [c for c in data["mask_checks"] if c["check"] == "attenuation"]
+    assert [c["structure"] for c in checks] == [gas[0]["id"]]
+    impression = render_text(data).split("IMPRESSION:")[1]
+    assert "Check the masks" in impression and "gas, not of a lesion" in impression
+
+
 def test_help_texts_read_right():
     import contextlib
     import io

@@ -212,18 +212,25 @@ LESION_LABELS = (6, 7, 8)
 def sample_batch(cases: list, rng: np.random.Generator, batch: int, lesion_share: float = 0.0):
     """Patches (B, 1, 64, 64, 64) and targets (B, 64, 64, 64); -1 marks padding (ignored).
 
-    A patch is centred (with jitter) on a voxel of a lesion class present with probability
-    ``lesion_share``, else on a voxel of any class present with probability 2/3, else anywhere.
+    With probability ``lesion_share`` a patch is centred (with jitter) on a voxel of a lesion
+    class drawn uniformly among the lesion classes of the dataset, in a case that has it; else
+    on a voxel of a class present in a random case with probability 2/3, else anywhere.
     """
     patch = np.array(PATCH_ZYX)
     xs = np.zeros((batch, 1, *PATCH_ZYX), np.float32)
     ys = np.full((batch, *PATCH_ZYX), -1, np.int64)
+    present = [v for v in LESION_LABELS if any(v in c[2] for c in cases)]
     for b in range(batch):
         data, seg, where = cases[rng.integers(len(cases))]
+        if present and rng.random() < lesion_share:
+            # a lesion class first (rare classes as often as common ones), then a case that has it
+            label = present[rng.integers(len(present))]
+            holding = [c for c in cases if label in c[2]]
+            data, seg, where = holding[rng.integers(len(holding))]
+        else:
+            label = None
         shape = np.array(seg.shape)
-        lesions_here = [v for v in LESION_LABELS if v in where]
-        if lesions_here and rng.random() < lesion_share:
-            label = lesions_here[rng.integers(len(lesions_here))]
+        if label is not None:
             centre = where[label][rng.integers(len(where[label]))]
             lo = centre - patch // 2 + rng.integers(-patch // 4, patch // 4 + 1)
         elif rng.random() < 2 / 3 and where:
