@@ -107,24 +107,34 @@ def _organs_hold_lesions(result: Composed) -> None:
         if len(organs) == 1:
             _add(result, organs[0], lesion_mask, lesion)
             continue
-        components, n = ndimage.label(lesion_mask, structure=np.ones((3, 3, 3), bool))
-        centroids = {o: np.argwhere(result.masks[o]).mean(0) if result.masks[o].any() else None for o in organs}
-        for k in range(1, n + 1):
-            component = components == k
-            ring = ndimage.binary_dilation(component, structure=np.ones((3, 3, 3), bool)) & ~component
-            touch = {o: int(np.count_nonzero(result.masks[o] & ring)) for o in organs}
+        cube = np.ones((3, 3, 3), bool)
+        components, n = ndimage.label(lesion_mask, structure=cube)
+        centroids: dict = {}
+        for k, box in enumerate(ndimage.find_objects(components), start=1):
+            # work in the component's box grown by one voxel (a full-grid pass per component is slow)
+            box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+            component = components[box] == k
+            ring = ndimage.binary_dilation(component, structure=cube) & ~component
+            touch = {o: int(np.count_nonzero(result.masks[o][box] & ring)) for o in organs}
             best = max(organs, key=lambda o: touch[o])
             if touch[best] == 0:
-                centre = np.argwhere(component).mean(0)
+                for o in organs:
+                    if o not in centroids:
+                        centroids[o] = np.argwhere(result.masks[o]).mean(0) if result.masks[o].any() else None
+                centre = np.argwhere(component).mean(0) + [b.start for b in box]
                 known = [o for o in organs if centroids[o] is not None]
                 if not known:
                     continue
                 best = min(known, key=lambda o: float(np.linalg.norm(centroids[o] - centre)))
-            _add(result, best, component, lesion)
+            _add(result, best, component, lesion, box)
 
 
-def _add(result: Composed, organ: str, voxels: np.ndarray, lesion: str) -> None:
-    result.masks[organ] = result.masks[organ] | voxels
+def _add(result: Composed, organ: str, voxels: np.ndarray, lesion: str, box=None) -> None:
+    """Add ``voxels`` (over ``box`` of the grid, or the whole grid) to the organ's mask."""
+    if box is None:
+        result.masks[organ] = result.masks[organ] | voxels
+    else:
+        result.masks[organ][box] |= voxels
     held = result.provenance[organ].setdefault("includes_lesions", [])
     if lesion not in held:
         held.append(lesion)

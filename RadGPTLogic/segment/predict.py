@@ -155,11 +155,13 @@ class LoadedModel:
         del image
         logits = p.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
         del data
-        probabilities = {int(v): _class_probability(p, logits, int(v), properties).transpose(2, 1, 0)
-                         for v in probability_labels}
+        # The label map first: nnunetv2 resamples every class's logits to the CT grid for it, the
+        # largest allocation of the run; the tumor probabilities (one float32 volume each) come after.
         labels = convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, p.plans_manager, p.configuration_manager, p.label_manager, properties,
             return_probabilities=False)
+        probabilities = {int(v): _class_probability(p, logits, int(v), properties).transpose(2, 1, 0)
+                         for v in probability_labels}
         return Prediction(np.ascontiguousarray(np.asarray(labels).transpose(2, 1, 0)), probabilities,
                           time.monotonic() - started)
 

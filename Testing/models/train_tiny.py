@@ -345,7 +345,8 @@ def evaluate(model_dir: Path, n_cases: int, seed: int) -> dict:
     segmenter = Segmenter([str(model_dir)], device="cpu")
     names = {v: k for k, v in LABELS.items() if v}
     organs: dict = {n: [] for n in ("liver", "spleen", "kidney_right", "kidney_left", "pancreas")}
-    lesions = []
+    lesions: list = []
+    false_positives: list = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(n_cases):
             index = 10_000 + i  # training used indices 0 .. cases-1
@@ -378,11 +379,25 @@ def evaluate(model_dir: Path, n_cases: int, seed: int) -> dict:
                     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
                     lesions.append({"case": i, "class": cls, "extent_mm": [round(float(e), 1) for e in extent],
                                     "dice": round(dice(predicted[cls][box], truth[box]), 4)})
+            for source, cls in (("liver_lesion", "liver_lesion"), ("pancreatic_pdac", "pancreatic_lesion"),
+                                ("kidney_lesion", "kidney_lesion")):
+                # predicted components that touch no true lesion of their class (false positives)
+                truth = phantom.masks.get(source, np.zeros(phantom.shape, bool))
+                components, n = ndimage.label(predicted[cls], structure=np.ones((3, 3, 3), bool))
+                for k in range(1, n + 1):
+                    component = components == k
+                    if not (component & truth).any():
+                        false_positives.append({"case": i, "class": cls, "voxels": int(component.sum()),
+                                                "volume_ml": round(float(component.sum() * np.prod(spacing))
+                                                                   / 1000.0, 3)})
     return {"cases": n_cases, "organ_dice_min": {k: min(v) for k, v in organs.items()},
             "organ_dice_median": {k: float(np.median(v)) for k, v in organs.items()},
             "lesions_over_15_mm": len(lesions),
             "lesion_dice_median": float(np.median([l["dice"] for l in lesions])) if lesions else None,
-            "lesion_dice_min": min((l["dice"] for l in lesions), default=None), "lesions": lesions}
+            "lesion_dice_min": min((l["dice"] for l in lesions), default=None),
+            "false_positive_components": len(false_positives),
+            "false_positives_over_0_1_ml": sum(1 for f in false_positives if f["volume_ml"] > 0.1),
+            "lesions": lesions, "false_positives": false_positives}
 
 
 def main(argv=None) -> int:
