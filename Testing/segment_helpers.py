@@ -13,9 +13,11 @@ from RadGPTLogic.phantom import LesionSpec, build_phantom
 
 TINY_MODEL = (Path(__file__).resolve().parent / "models" / "Dataset987_RadGPTTinyPhantom"
               / "nnUNetTrainer__nnUNetPlans__3d_tiny")
-#: Label value of each class in the tiny model's dataset.json.
-TINY_LABELS = {"liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "pancreas": 5,
-               "liver_lesion": 6, "pancreatic_lesion": 7, "kidney_lesion": 8}
+#: The tiny model's dataset.json "labels" (background included).
+TINY_DATASET_LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "pancreas": 5,
+                       "liver_lesion": 6, "pancreatic_lesion": 7, "kidney_lesion": 8}
+#: Label value of each structure class of the tiny model.
+TINY_LABELS = {k: v for k, v in TINY_DATASET_LABELS.items() if v}
 ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas")
 
 needs_model = pytest.mark.skipif(

@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from segment_helpers import TINY_DATASET_LABELS as TINY_LABELS
 
 from RadGPTLogic import vocabulary as vocab
 from RadGPTLogic.errors import InputError
@@ -22,8 +23,6 @@ from RadGPTLogic.segment.labels import (
 )
 from RadGPTLogic.segment.models import ModelFolder
 
-TINY_LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "pancreas": 5,
-               "liver_lesion": 6, "pancreatic_lesion": 7, "kidney_lesion": 8}
 # Nested regions, as nnU-Net region-based training writes them; written values deliberately
 # not 1..3 so that region order and written value cannot be confused.
 REGION_JSON = {"labels": {"background": 0, "left kidney": [1, 2], "kidney tumor": [2], "liver": 3},

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from segment_helpers import TINY_DATASET_LABELS as TINY_LABELS
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.segment.models import (
@@ -18,8 +19,6 @@ from RadGPTLogic.segment.models import (
     resolve_models,
 )
 
-TINY_LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney_right": 3, "kidney_left": 4, "pancreas": 5,
-               "liver_lesion": 6, "pancreatic_lesion": 7, "kidney_lesion": 8}
 REPO = Path(__file__).resolve().parents[1]
 
 TOTAL_PARTS = [
