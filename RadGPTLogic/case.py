@@ -40,13 +40,21 @@ class Crop:
         return Crop(np.zeros((0, 0, 0), bool), (0, 0, 0))
 
     @staticmethod
-    def from_full(full: np.ndarray) -> "Crop":
-        """Crop a full-grid array (any dtype; nonzero = inside) to its bounding box."""
+    def from_full(full: np.ndarray, within: tuple | None = None) -> "Crop":
+        """Crop a full-grid array (any dtype; nonzero = inside) to its bounding box.
+
+        ``within``: slices of ``full`` outside which every voxel is known to be zero
+        (e.g. :attr:`RadGPTLogic.io.nifti.Volume.nonzero_box`); only they are scanned.
+        """
+        origin = (0,) * full.ndim
+        if within is not None:
+            full = full[within]
+            origin = tuple(int(s.start) for s in within)
         bbox = bounding_box(full)
         if bbox is None:
             return Crop.empty()
         sub = np.ascontiguousarray(full[bbox]).astype(bool, copy=False)
-        return Crop(sub, tuple(int(s.start) for s in bbox))
+        return Crop(sub, tuple(o + int(s.start) for o, s in zip(origin, bbox)))
 
     @property
     def shape(self) -> tuple:

@@ -115,6 +115,25 @@ def from_canonical(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:
     return view
 
 
+def canonical_box(ornt: np.ndarray, source_shape, source_box) -> tuple:
+    """The canonical-frame slices covering the source-frame box ``source_box``.
+
+    ``source_box`` holds one ``(start, stop)`` voxel range per source axis (stop
+    exclusive); the result is a tuple of ``slice`` per canonical axis (R, A, S), so
+    that ``to_canonical(a, ornt)[result]`` holds exactly the voxels of
+    ``a[source ranges]``.
+    """
+    ornt = np.asarray(ornt, float)
+    box = [slice(0, 0)] * len(source_box)
+    for source_axis, (start, stop) in enumerate(source_box):
+        canonical_axis, direction = int(ornt[source_axis, 0]), ornt[source_axis, 1]
+        n = int(source_shape[source_axis])
+        if direction < 0:  # source index s is canonical index n-1-s
+            start, stop = n - stop, n - start
+        box[canonical_axis] = slice(int(start), int(stop))
+    return tuple(box)
+
+
 def source_index_of_canonical_k(ornt: np.ndarray, source_shape, k: int) -> int:
     """Index along the source axis that became canonical axis 2 (S) of canonical slice ``k``."""
     source_axis = int(np.flatnonzero(np.asarray(ornt)[:, 0] == 2)[0])

@@ -111,8 +111,15 @@ def case_with_dicom_ct(case_id: str, dicom_folder, series_uid: str | None = None
     return case
 
 
-def check_binary_mask(path, arr: np.ndarray, slope: float, inter: float) -> None:
-    """Raise InputError unless every voxel of the (scaled) mask is 0 or 1."""
+def check_binary_mask(path, arr: np.ndarray, slope: float, inter: float, *, zeros_beside: bool = False) -> None:
+    """Raise InputError unless every voxel of the (scaled) mask is 0 or 1.
+
+    ``zeros_beside``: ``arr`` is the part of an unscaled mask beside which there are
+    more voxels, all 0 (so the range named in the error includes 0, and an empty
+    part is fine).
+    """
+    if zeros_beside and arr.size == 0:
+        return
     if arr.size == 0:
         raise InputError(path, "mask is empty (zero voxels)")
     if (slope, inter) != (1.0, 0.0):
@@ -123,6 +130,8 @@ def check_binary_mask(path, arr: np.ndarray, slope: float, inter: float) -> None
         if arr.dtype == bool:
             return
         lo, hi = arr.min(), arr.max()
+        if zeros_beside:
+            lo, hi = min(lo, arr.dtype.type(0)), max(hi, arr.dtype.type(0))
         if np.issubdtype(arr.dtype, np.integer) and lo >= 0 and hi <= 1:
             return
         bad = np.array([])
@@ -149,10 +158,17 @@ def add_mask_volume(case: Case, canonical: str, vol: Volume, *, resample: bool =
     the mask has one, the error names the reference instead: the grids disagree because
     the CT cannot be placed in the patient, not because the mask is wrong.
     """
-    check_binary_mask(vol.path, vol.array, vol.slope, vol.inter)
+    arr = vol.array
+    # Only the slabs the reader saw data in are scanned (a full-size mask is mostly empty);
+    # a scaled mask's zero bytes need not mean 0, so it is scanned whole.
+    box = vol.nonzero_box if (vol.slope, vol.inter) == (1.0, 0.0) and arr.size else None
+    if box is None:
+        check_binary_mask(vol.path, arr, vol.slope, vol.inter)
+    else:
+        part = arr[box]
+        check_binary_mask(vol.path, part, 1.0, 0.0, zeros_beside=part.size < arr.size)
     note_header(case, vol)
     dev = grid_deviation_mm(case.shape, case.affine, vol.shape, vol.affine)
-    arr = vol.array
     if vol.slope != 1.0 or vol.inter != 0.0:
         arr = (arr * vol.slope + vol.inter) > 0.5
     if dev > GRID_TOLERANCE_MM:
@@ -171,8 +187,8 @@ def add_mask_volume(case: Case, canonical: str, vol: Volume, *, resample: bool =
                 f"mask is not on the case grid ({what}, in canonical RAS order); "
                 "pass --resample to resample masks onto the CT grid",
             )
-        arr = resample_nearest(arr, vol.affine, case.shape, case.affine)
-    case.add_crop(canonical, Crop.from_full(arr), source={"path": str(vol.path), "sha256": vol.sha256})
+        arr, box = resample_nearest(arr, vol.affine, case.shape, case.affine), None
+    case.add_crop(canonical, Crop.from_full(arr, within=box), source={"path": str(vol.path), "sha256": vol.sha256})
 
 
 def resample_nearest(arr: np.ndarray, src_affine, dst_shape, dst_affine) -> np.ndarray:

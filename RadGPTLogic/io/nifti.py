@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,12 +45,14 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import (
     canonical_affine,
+    canonical_box,
     canonical_orientation,
     from_canonical,
     source_affine,
     source_index_of_canonical_k,
     to_canonical,
 )
+from .gunzip import iter_gunzip
 
 # sform and qform placing a corner voxel further apart than this (mm) get a warning.
 FORM_DISAGREEMENT_MM = 1.0
@@ -86,6 +88,10 @@ class Volume:
         Ambiguities of the header (see the module docstring), one line each, naming the file.
     orientation_known : bool
         False when the header sets neither qform nor sform: axes are not placed in the patient.
+    nonzero_box : tuple of slice, or None
+        Canonical-frame slices outside which every stored (raw) voxel is zero, when
+        the reader knows them (gzipped files: see :func:`_inflate_rest`); None: unknown.
+        Lets a mask be checked and cropped without scanning its empty slabs.
     """
 
     array: np.ndarray
@@ -98,6 +104,7 @@ class Volume:
     sha256: str = ""
     warnings: tuple = ()
     orientation_known: bool = True
+    nonzero_box: tuple | None = None
 
     @property
     def shape(self) -> tuple:
@@ -129,8 +136,10 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc.strerror or exc})") from None
     sha256 = hashlib.sha256(data).hexdigest()
+    chunks = None
     if data[:2] == b"\x1f\x8b":
-        data = _gunzip(path, data)
+        chunks = iter_gunzip(path, data)
+        data = _nifti_head(chunks)
     image_class = _nifti_class(data)
     if image_class is None:
         raise InputError(path, "not a NIfTI-1 or NIfTI-2 image (bad header)")
@@ -152,9 +161,14 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, ValueError) as exc:
         raise InputError(path, f"not a readable NIfTI image ({exc})") from None
     count = int(np.prod(shape, dtype=np.int64))
-    if len(data) < offset + count * dtype.itemsize:
+    occupied = None  # bytes [lo, hi) of the file outside which every voxel byte is zero
+    if chunks is not None:
+        data, length, occupied = _inflate_rest(data, chunks, offset, offset + count * dtype.itemsize)
+    else:
+        length = len(data)
+    if length < offset + count * dtype.itemsize:
         raise InputError(
-            path, f"image data truncated: {len(data) - offset} bytes for {count} voxels of {dtype}"
+            path, f"image data truncated: {length - offset} bytes for {count} voxels of {dtype}"
         )
     # A read-only view of the decompressed bytes: no copy of the voxel data.
     raw: np.ndarray = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
@@ -167,7 +181,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(path, "degenerate or non-finite voxel-to-world affine")
     # The header as stored: nibabel's checks quietly set a zero voxel size to 1.
-    stored = image_class.header_class(data[: image_class.header_class.sizeof_hdr], check=False)
+    stored = image_class.header_class(bytes(memoryview(data)[: image_class.header_class.sizeof_hdr]), check=False)
     affine, notes, orientation_known = _header_geometry(path, header, affine, raw.shape,
                                                         stored_zooms=stored["pixdim"][1:4])
     slope = getattr(proxy, "slope", 1.0)
@@ -175,6 +189,9 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
     ornt = canonical_orientation(affine)
+    nonzero_box = None
+    if occupied is not None:
+        nonzero_box = canonical_box(ornt, raw.shape, _source_box(raw.shape, occupied, offset, dtype.itemsize))
     return Volume(
         array=to_canonical(raw, ornt),
         affine=canonical_affine(affine, raw.shape, ornt),
@@ -186,7 +203,67 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         sha256=sha256,
         warnings=tuple(notes),
         orientation_known=orientation_known,
+        nonzero_box=nonzero_box,
     )
+
+
+def _nifti_head(chunks) -> bytes:
+    """The first inflated chunks of a gzipped NIfTI file: at least the header and its
+    extensions (up to ``vox_offset``), fewer only when the file is shorter."""
+    head = b""
+    need = 544  # the larger (NIfTI-2) header plus the extension flag
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= need:
+            image_class = _nifti_class(head)
+            if image_class is None:
+                break  # not NIfTI: the caller says so
+            vox_offset = image_class.header_class(head[: image_class.header_class.sizeof_hdr],
+                                                  check=False)["vox_offset"]
+            need = max(need, int(vox_offset) if np.isfinite(vox_offset) else 0)
+            if len(head) >= need:
+                break
+    return head
+
+
+def _inflate_rest(head: bytes, chunks, offset: int, nbytes: int) -> tuple[np.ndarray, int, tuple]:
+    """Inflate the rest of a gzipped NIfTI file into a buffer of its ``nbytes`` (header and voxels).
+
+    The buffer starts as zeros (``calloc``: pages never written cost no memory) and
+    only chunks holding a nonzero byte are copied in, so a mostly empty mask costs
+    the memory of its occupied slabs.  Returns ``(buffer, inflated length,
+    occupied)``: the (read-only) ``uint8`` buffer, how many bytes the stream held in
+    all (less than ``nbytes`` when truncated), and the byte range ``(lo, hi)`` of
+    the voxel data outside which every byte is zero (``lo == hi`` when all are zero).
+    """
+    buffer = np.zeros(nbytes, np.uint8)
+    length, lo, hi = 0, None, None
+    for chunk in itertools.chain((head,), chunks):
+        start, end = length, min(length + len(chunk), nbytes)
+        length += len(chunk)
+        if start >= end:
+            continue  # bytes past the image (still inflated: every CRC is checked)
+        part = np.frombuffer(chunk, np.uint8, count=end - start)
+        voxels = part[max(offset - start, 0):]
+        has_data = voxels.size > 0 and bool(voxels.any())
+        if has_data:
+            lo = max(start, offset) if lo is None else lo
+            hi = end
+        if has_data or start < offset:
+            buffer[start:end] = part
+    buffer.flags.writeable = False
+    return buffer, length, ((offset, offset) if lo is None or hi is None else (lo, hi))
+
+
+def _source_box(shape, occupied, offset: int, itemsize: int) -> tuple:
+    """Source-frame voxel ranges holding every nonzero byte of ``occupied`` (file byte range):
+    whole first axes and the slabs of the slowest (last, Fortran-order) axis it touches."""
+    if occupied[0] >= occupied[1]:  # no nonzero byte: an empty range of slabs
+        return tuple((0, n) for n in shape[:-1]) + ((0, 0),)
+    slab = int(np.prod(shape[:-1], dtype=np.int64))
+    first_voxel = (occupied[0] - offset) // itemsize
+    last_voxel = (occupied[1] - offset - 1) // itemsize
+    return tuple((0, n) for n in shape[:-1]) + ((first_voxel // slab, last_voxel // slab + 1),)
 
 
 def _corners(shape) -> np.ndarray:
@@ -248,56 +325,6 @@ def _header_geometry(path: Path, header, affine: np.ndarray, shape, stored_zooms
         affine = affine.copy()
         affine[:3, :] *= scale
     return affine, notes, orientation_known
-
-
-@lru_cache(maxsize=1)
-def _fast_gunzip():
-    """``(decompress, error class)`` of the fastest installed gzip library, or None.
-
-    ``isal`` (Intel ISA-L), then ``zlib-ng``: both inflate multi-member streams in
-    C into one buffer (the standard library joins members, holding the data twice)
-    and check every member's CRC and length.  Inflating is exact: every library
-    gives the same bytes.
-    """
-    try:
-        from isal import igzip, isal_zlib
-
-        return igzip.decompress, isal_zlib.error
-    except ImportError:
-        pass
-    try:
-        from zlib_ng import gzip_ng, zlib_ng
-
-        return gzip_ng.decompress, zlib_ng.error
-    except ImportError:
-        return None
-
-
-def _gunzip(path: Path, data: bytes) -> bytes:
-    """Decompress (possibly multi-member) gzip data; CRC and length are checked.
-
-    Uses the fast library where installed (:func:`_fast_gunzip`), else ``zlib``.
-    """
-    fast = _fast_gunzip()
-    if fast is not None:
-        decompress, error = fast
-        try:
-            return decompress(data)
-        except EOFError:
-            raise InputError(path, "corrupt or truncated gzip data (unexpected end of stream)") from None
-        except (OSError, ValueError, error) as exc:  # BadGzipFile is an OSError
-            raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
-    out = []
-    try:
-        while data:
-            d = zlib.decompressobj(wbits=31)
-            out.append(d.decompress(data))
-            if not d.eof:
-                raise InputError(path, "corrupt or truncated gzip data (unexpected end of stream)")
-            data = d.unused_data.lstrip(b"\x00")
-    except zlib.error as exc:
-        raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
-    return out[0] if len(out) == 1 else b"".join(out)
 
 
 def read_niftis(paths, ahead: int = 1):
