@@ -38,7 +38,8 @@ def inflate_library() -> tuple[Any, tuple[type[BaseException], ...]]:
     try:
         from isal import isal_zlib
 
-        return isal_zlib, (isal_zlib.error, zlib.error)
+        isal_error: type[BaseException] = isal_zlib.error  # type: ignore[assignment]  # untyped stub
+        return isal_zlib, (isal_error, zlib.error)
     except ImportError:
         pass
     try:
@@ -63,6 +64,7 @@ def iter_gunzip(path: Path, data: bytes, *, out_chunk: int = OUT_CHUNK, in_chunk
     inflater = module.decompressobj(wbits=_GZIP_WBITS)
     in_member = False   # the current inflater has been given a member's first byte
     carry = b""         # input after the end of a member, for the next one
+    piece: bytes | memoryview
     try:
         while True:
             if carry:

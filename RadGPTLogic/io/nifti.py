@@ -162,8 +162,9 @@ def read_nifti(path: str | os.PathLike) -> Volume:
         raise InputError(path, f"not a readable NIfTI image ({exc})") from None
     count = int(np.prod(shape, dtype=np.int64))
     occupied = None  # bytes [lo, hi) of the file outside which every voxel byte is zero
+    voxel_bytes: bytes | np.ndarray = data  # the whole file, uncompressed
     if chunks is not None:
-        data, length, occupied = _inflate_rest(data, chunks, offset, offset + count * dtype.itemsize)
+        voxel_bytes, length, occupied = _inflate_rest(data, chunks, offset, offset + count * dtype.itemsize)
     else:
         length = len(data)
     if length < offset + count * dtype.itemsize:
@@ -171,7 +172,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
             path, f"image data truncated: {length - offset} bytes for {count} voxels of {dtype}"
         )
     # A read-only view of the decompressed bytes: no copy of the voxel data.
-    raw: np.ndarray = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
+    raw: np.ndarray = np.frombuffer(voxel_bytes, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
     raw = np.asarray(raw)
     while raw.ndim > 3 and raw.shape[-1] == 1:  # (x, y, z, 1) and (x, y, z, 1, 1): one volume
         raw = raw[..., 0]
@@ -181,7 +182,7 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(path, "degenerate or non-finite voxel-to-world affine")
     # The header as stored: nibabel's checks quietly set a zero voxel size to 1.
-    stored = image_class.header_class(bytes(memoryview(data)[: image_class.header_class.sizeof_hdr]), check=False)
+    stored = image_class.header_class(data[: image_class.header_class.sizeof_hdr], check=False)
     affine, notes, orientation_known = _header_geometry(path, header, affine, raw.shape,
                                                         stored_zooms=stored["pixdim"][1:4])
     slope = getattr(proxy, "slope", 1.0)
