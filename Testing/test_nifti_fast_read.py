@@ -15,6 +15,7 @@ import pytest
 
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.io import gunzip as gunzip_module
+from RadGPTLogic.io import nifti as nifti_module
 from RadGPTLogic.io.gunzip import gunzip, iter_gunzip
 from RadGPTLogic.io.nifti import read_nifti, read_niftis
 
@@ -97,9 +98,19 @@ def test_sparse_mask_reads_as_nibabel_reads_it(inflater, tmp_path, axes, flips):
     assert vol.array[vol.nonzero_box].size == 0 and not vol.array.any()
 
 
+def _reader_threads() -> int:
+    import threading
+
+    return sum(t.name.startswith("radgpt-read") for t in threading.enumerate())
+
+
 @pytest.mark.parametrize("ahead", [0, 1, 3])
-def test_read_niftis_equals_reading_one_by_one(files, ahead):
-    got = list(read_niftis(files, ahead=ahead))
+def test_read_niftis_equals_reading_one_by_one(files, ahead, monkeypatch):
+    monkeypatch.setattr(nifti_module, "READ_AHEAD_MIN_BYTES", 0)  # these small files are read ahead too
+    volumes = read_niftis(files, ahead=ahead)
+    got = [next(volumes)]
+    assert (0 < _reader_threads() <= ahead) if ahead else _reader_threads() == 0
+    got += list(volumes)
     assert [v.path for v in got] == files
     for vol, path in zip(got, files):
         want = read_nifti(path)
@@ -107,7 +118,16 @@ def test_read_niftis_equals_reading_one_by_one(files, ahead):
         assert np.array_equal(vol.affine, want.affine)
 
 
-def test_read_niftis_raises_a_bad_file_in_its_turn(files):
+def test_small_files_are_read_without_a_thread(files):
+    assert sum(p.stat().st_size for p in files) < nifti_module.READ_AHEAD_MIN_BYTES
+    volumes = read_niftis(files, ahead=2)
+    first = next(volumes)
+    assert _reader_threads() == 0 and np.array_equal(first.array, read_nifti(files[0]).array)
+    volumes.close()
+
+
+def test_read_niftis_raises_a_bad_file_in_its_turn(files, monkeypatch):
+    monkeypatch.setattr(nifti_module, "READ_AHEAD_MIN_BYTES", 0)
     data = files[2].read_bytes()
     files[2].write_bytes(data[: len(data) // 2])
     volumes = read_niftis(files, ahead=2)

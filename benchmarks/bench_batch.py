@@ -11,7 +11,10 @@ Measured, each batch in a fresh process (``--force``: every case recomputed):
   2,000 cases, local 2 workers and Dask 2 workers: wall time per case is what the
   executor itself costs;
 * **client memory**: the batch process's peak RSS (``ru_maxrss``) with the Dask
-  executor at 200 and 2,000 no-op cases (goal: flat as the case count grows).
+  executor at 200 and 2,000 no-op cases (goal: flat as the case count grows);
+* **ceiling**: what two processes get from this machine at all: two separate
+  1-worker batches over the two halves of the cases, started at once (with
+  ``OPENBLAS_NUM_THREADS=1``, as the pool's case processes run), timed until both end.
 
 Usage::
 
@@ -26,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -73,16 +77,45 @@ def build_root(root: Path, n: int) -> Path:
     return root
 
 
-def run(root: Path, out: Path, executor: str, workers: int, runner: str = "report") -> dict:
+def _start(root: Path, out: Path, executor: str, workers: int, runner: str = "report",
+           extra_env: dict | None = None) -> subprocess.Popen:
     shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]))
-    proc = subprocess.run([sys.executable, "-c", RUN_CODE, str(root), str(out), executor, str(workers), str(HERE),
-                           runner], capture_output=True, text=True, env=env)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]), **(extra_env or {}))
+    return subprocess.Popen([sys.executable, "-c", RUN_CODE, str(root), str(out), executor, str(workers), str(HERE),
+                             runner], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    stdout, stderr = proc.communicate()
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"batch failed: {proc.stderr[-2000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"batch failed: {stderr[-2000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
     result["cases"] = sum(result["counts"].values())
     return result
+
+
+def run(root: Path, out: Path, executor: str, workers: int, runner: str = "report") -> dict:
+    return _result(_start(root, out, executor, workers, runner))
+
+
+def ceiling(root: Path, work: Path) -> float:
+    """Seconds for two separate 1-worker batches over the halves of ``root``'s cases, at once."""
+    cases = sorted(root.iterdir())
+    halves = []
+    for i, part in enumerate((cases[: len(cases) // 2], cases[len(cases) // 2:])):
+        half = work / f"half_{len(cases)}_{i}"
+        if not half.is_dir() or len(list(half.iterdir())) != len(part):
+            shutil.rmtree(half, ignore_errors=True)
+            half.mkdir(parents=True)
+            for case in part:
+                (half / case.name).symlink_to(case)
+        halves.append(half)
+    t0 = time.perf_counter()
+    procs = [_start(half, work / f"out_half_{i}", "local", 1, extra_env={"OPENBLAS_NUM_THREADS": "1"})
+             for i, half in enumerate(halves)]
+    for proc in procs:
+        assert _result(proc)["counts"]["ok"] == len(cases) // 2 + (len(cases) % 2) * (proc is procs[1])
+    return time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
@@ -103,6 +136,9 @@ def main(argv=None) -> int:
               f"client peak {r['peak_mb']:.0f} MB", flush=True)
     print(f"local 2 workers / 1: {rows['local-1']['seconds'] / rows['local-2']['seconds']:.2f}x; "
           f"dask 2 workers / local 1: {rows['local-1']['seconds'] / rows['dask-2']['seconds']:.2f}x")
+    both = ceiling(small, args.work)
+    print(f"ceiling: two separate 1-worker batches over halves, at once: {both:.1f} s = "
+          f"{args.cases / both:.2f} cases/s, {rows['local-1']['seconds'] / both:.2f}x local 1", flush=True)
     noop = {}
     for n, root in ((args.cases, small), (args.many, many)):
         for name, executor in (("local-2", "local"), ("dask-2", "dask")):

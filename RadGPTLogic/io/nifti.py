@@ -344,6 +344,8 @@ def read_niftis(paths, ahead: int = 1):
     from concurrent.futures import Future, ThreadPoolExecutor
 
     paths = list(paths)
+    if ahead > 0 and _total_size(paths) < READ_AHEAD_MIN_BYTES:
+        ahead = 0
     if ahead <= 0 or len(paths) <= 1:
         for path in paths:
             yield read_nifti(path)
@@ -367,6 +369,23 @@ def read_niftis(paths, ahead: int = 1):
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
+
+
+#: Files smaller than this in all (bytes on disk) are read one after the other: handing
+#: small files to a thread costs more than it overlaps (measured on a 4 mm phantom case
+#: of 30 files, 0.5 MB: 5 ms of its 68 ms), and in a batch the other cores are busy
+#: with other cases anyway.
+READ_AHEAD_MIN_BYTES = 4 << 20
+
+
+def _total_size(paths) -> int:
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            return READ_AHEAD_MIN_BYTES  # read_nifti names the problem in its turn
+    return total
 
 
 def _nifti_class(data: bytes):
