@@ -65,6 +65,34 @@ def marking_runner(case_dir, out_dir, **kw):
     return run_report(case_dir, out_dir, **kw)
 
 
+def thread_recording_runner(case_dir, out_dir, **kw):
+    """``run_report``, then ``threads/<case_id>.json`` beside the case folders: the thread count of
+    every BLAS library loaded in this process (scipy's own OpenBLAS loaded by then) and the
+    malloc variables of its environment."""
+    from threadpoolctl import threadpool_info
+
+    from RadGPTLogic.pipeline import run_report
+
+    data = run_report(case_dir, out_dir, **kw)
+    import scipy.linalg  # noqa: F401 - loads scipy's BLAS if the case did not
+
+    record = {"pid": os.getpid(),
+              "blas": [(lib.get("internal_api"), lib.get("filepath"), lib.get("num_threads"))
+                       for lib in threadpool_info() if lib.get("user_api") == "blas"],
+              "env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k.endswith("_NUM_THREADS")}}
+    folder = Path(case_dir).parent / "threads"
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{Path(case_dir).name}.{os.getpid()}"
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.rename(folder / f"{Path(case_dir).name}.json")
+    return data
+
+
+def thread_records(root) -> list:
+    """What :func:`thread_recording_runner` recorded for every case under ``root``."""
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((Path(root) / "threads").glob("*.json"))]
+
+
 class CopySegmenter:
     """A stand-in segmentation stage: "segments" a CT by copying the masks of a reference case.
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from batch_helpers import alive, marks
+from batch_helpers import alive, marks, thread_recording_runner, thread_records
 
 from RadGPTLogic.dataset.batch import Progress, run_batch
 from RadGPTLogic.phantom import build_phantom, default_lesions, write_case
@@ -234,3 +234,21 @@ def test_batch_segments_ct_only_folders_with_the_real_tiny_model(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         rc = main(["batch", str(cts), "--out", str(tmp_path / "out2"), "--workers", "1", "--seg-model", str(missing)])
     assert rc == 1 and str(missing) in err.getvalue()
+
+
+def test_case_processes_run_blas_on_one_thread(root, tmp_path):
+    """Parallelism comes from the case processes: in each, every BLAS library (numpy's, and
+    scipy's own, loaded after the process started) runs one thread, or two case processes
+    would fight over the cores with spinning BLAS threads."""
+    pytest.importorskip("threadpoolctl")
+    work = tmp_path / "root"
+    shutil.copytree(root, work)
+    result = run_batch(work, tmp_path / "out", workers=2, runner=thread_recording_runner, handle_signals=False)
+    assert {r["status"] for r in result.rows} == {"ok"}
+    records = thread_records(work)
+    assert len(records) == len(result.rows) and len({r["pid"] for r in records}) == 2
+    for record in records:
+        if not record["blas"]:
+            pytest.skip("numpy and scipy use no BLAS library that threadpoolctl knows")
+        assert {threads for _, _, threads in record["blas"]} == {1}, record
+        assert record["env"]["OPENBLAS_NUM_THREADS"] == "1"
