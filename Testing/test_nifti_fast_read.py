@@ -16,7 +16,7 @@ import pytest
 from RadGPTLogic.errors import InputError
 from RadGPTLogic.io import gunzip as gunzip_module
 from RadGPTLogic.io import nifti as nifti_module
-from RadGPTLogic.io.gunzip import gunzip, iter_gunzip
+from RadGPTLogic.io.gunzip import iter_gunzip
 from RadGPTLogic.io.nifti import read_nifti, read_niftis
 
 
@@ -36,6 +36,10 @@ def _multi_member(payload: bytes) -> bytes:
     third = len(payload) // 3
     return (gzip.compress(payload[:third], mtime=0) + b"\0\0" + gzip.compress(payload[third:2 * third], mtime=0)
             + gzip.compress(payload[2 * third:], mtime=0))
+
+
+def gunzip(path, data: bytes) -> bytes:
+    return b"".join(iter_gunzip(path, data))
 
 
 @pytest.fixture(params=["fast", "zlib"])

@@ -100,7 +100,3 @@ def iter_gunzip(path: Path, data: bytes, *, out_chunk: int = OUT_CHUNK, in_chunk
     except errors as exc:
         raise InputError(path, f"corrupt or truncated gzip data ({exc})") from None
 
-
-def gunzip(path: Path, data: bytes) -> bytes:
-    """All of the inflated bytes of gzip ``data`` (see :func:`iter_gunzip`; errors name ``path``)."""
-    return b"".join(iter_gunzip(path, data))
