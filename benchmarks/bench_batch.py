@@ -10,20 +10,24 @@ Measured, each batch in a fresh process (``--force``: every case recomputed):
 * **overhead per case**: a runner that does nothing (the case's work is nil), 200 and
   2,000 cases, local 2 workers and Dask 2 workers: wall time per case is what the
   executor itself costs;
-* **client memory**: the batch process's peak RSS (``ru_maxrss``) with the Dask
-  executor at 200 and 2,000 no-op cases (goal: flat as the case count grows);
+* **client memory**: the batch process's peak RSS (``ru_maxrss``) at 200 and 2,000
+  no-op cases (goal: flat as the case count grows), with the local pool, with a Dask
+  ``LocalCluster`` (its scheduler runs inside the batch process) and with a cluster
+  the batch joins (``dask scheduler`` and ``dask worker`` started as their own
+  processes, as for a real cluster);
 * **ceiling**: what two processes get from this machine at all: two separate
   1-worker batches over the two halves of the cases, started at once (with
   ``OPENBLAS_NUM_THREADS=1``, as the pool's case processes run), timed until both end.
 
 Usage::
 
-    python benchmarks/bench_batch.py [--work benchmarks/_work/batch] [--cases 200] [--many 2000]
+    python benchmarks/bench_batch.py [--work benchmarks/_work/batch] [--cases 200] [--many 2000] [--more 6000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -39,8 +43,8 @@ RUN_CODE = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[5])
 from RadGPTLogic.dataset.batch import run_batch
-root, out, executor, workers, _, runner = sys.argv[1:7]
-kw = {}
+root, out, executor, workers, _, runner, scheduler = sys.argv[1:8]
+kw = {"scheduler": scheduler} if scheduler else {}
 if runner == "noop":
     from bench_batch import noop_runner
     kw["runner"] = noop_runner
@@ -77,12 +81,16 @@ def build_root(root: Path, n: int) -> Path:
     return root
 
 
+def _env(extra_env: dict | None = None) -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]), **(extra_env or {}))
+
+
 def _start(root: Path, out: Path, executor: str, workers: int, runner: str = "report",
-           extra_env: dict | None = None) -> subprocess.Popen:
+           extra_env: dict | None = None, scheduler: str = "") -> subprocess.Popen:
     shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE)]), **(extra_env or {}))
     return subprocess.Popen([sys.executable, "-c", RUN_CODE, str(root), str(out), executor, str(workers), str(HERE),
-                             runner], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             runner, scheduler], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(extra_env))
 
 
 def _result(proc: subprocess.Popen) -> dict:
@@ -94,8 +102,36 @@ def _result(proc: subprocess.Popen) -> dict:
     return result
 
 
-def run(root: Path, out: Path, executor: str, workers: int, runner: str = "report") -> dict:
-    return _result(_start(root, out, executor, workers, runner))
+def run(root: Path, out: Path, executor: str, workers: int, runner: str = "report", scheduler: str = "") -> dict:
+    return _result(_start(root, out, executor, workers, runner, scheduler=scheduler))
+
+
+@contextlib.contextmanager
+def joined_cluster(workers: int = 2):
+    """A ``dask scheduler`` and ``dask worker --nworkers N --nthreads 1``, each its own process
+    on 127.0.0.1, as a user starts a cluster; yields the scheduler's address."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": _env()}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              **quiet)]
+    try:
+        procs.append(subprocess.Popen([dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1",
+                                       "--no-dashboard"], **quiet))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(30)
 
 
 def ceiling(root: Path, work: Path) -> float:
@@ -123,6 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=HERE / "_work" / "batch")
     ap.add_argument("--cases", type=int, default=200)
     ap.add_argument("--many", type=int, default=2000)
+    ap.add_argument("--more", type=int, nargs="*", default=[], help="further case counts for the no-op rows")
     args = ap.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     small = build_root(args.work / f"root_{args.cases}", args.cases)
@@ -140,16 +177,27 @@ def main(argv=None) -> int:
     print(f"ceiling: two separate 1-worker batches over halves, at once: {both:.1f} s = "
           f"{args.cases / both:.2f} cases/s, {rows['local-1']['seconds'] / both:.2f}x local 1", flush=True)
     noop = {}
-    for n, root in ((args.cases, small), (args.many, many)):
-        for name, executor in (("local-2", "local"), ("dask-2", "dask")):
-            r = noop[name, n] = run(root, args.work / "out", executor, 2, runner="noop")
-            print(f"no-op {name} {n} cases: {r['seconds']:.1f} s ({1000 * r['seconds'] / n:.1f} ms per case with "
-                  f"start-up), client peak {r['peak_mb']:.0f} MB", flush=True)
-    for name in ("local-2", "dask-2"):
+    sizes = [(args.cases, small), (args.many, many)] + [(n, build_root(args.work / f"root_{n}", n)) for n in args.more]
+
+    def noop_run(name: str, executor: str, n: int, root: Path, scheduler: str = "") -> None:
+        r = noop[name, n] = run(root, args.work / "out", executor, 2, runner="noop", scheduler=scheduler)
+        assert r["counts"]["ok"] == n, r
+        print(f"no-op {name} {n} cases: {r['seconds']:.1f} s ({1000 * r['seconds'] / n:.1f} ms per case with "
+              f"start-up), client peak {r['peak_mb']:.0f} MB", flush=True)
+
+    configs = (("local-2", "local"), ("dask-2", "dask"), ("dask-joined", "dask"))
+    for n, root in sizes:
+        noop_run("local-2", "local", n, root)
+        noop_run("dask-2", "dask", n, root)
+    with joined_cluster(2) as address:  # started only now: its idle processes share the 2 cores
+        for n, root in sizes:
+            noop_run("dask-joined", "dask", n, root, scheduler=address)
+    for name, _ in configs:
         extra = noop[name, args.many]["seconds"] - noop[name, args.cases]["seconds"]
         print(f"{name}: marginal executor cost {1000 * extra / (args.many - args.cases):.1f} ms per case "
               f"(2 workers, start-up excluded); client peak {noop[name, args.cases]['peak_mb']:.0f} MB at "
-              f"{args.cases} cases, {noop[name, args.many]['peak_mb']:.0f} MB at {args.many}")
+              f"{args.cases} cases, {noop[name, args.many]['peak_mb']:.0f} MB at {args.many}"
+              + "".join(f", {noop[name, n]['peak_mb']:.0f} MB at {n}" for n in args.more))
     return 0
 
 

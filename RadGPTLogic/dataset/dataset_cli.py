@@ -176,11 +176,13 @@ def cmd_batch(args) -> int:
     )
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
     summary = result.out / "batch_summary.csv"
-    print(f"batch: {len(result.rows)} case(s): {counts} in {result.seconds:.1f} s -> {summary}")
-    bad = result.failed
-    if bad:
-        shown = ", ".join(r["case_id"] for r in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
-        _say(f"radgpt batch: {len(bad)} case(s) failed or timed out: {shown} (see batch_summary.csv)")
+    print(f"batch: {result.cases} case(s): {counts} in {result.seconds:.1f} s -> {summary}")
+    n_bad = result.counts.get("failed", 0) + result.counts.get("timeout", 0)
+    if n_bad:
+        shown = ", ".join(result.first_failed)
+        if n_bad > len(result.first_failed):
+            shown += f" and {n_bad - len(result.first_failed)} more"
+        _say(f"radgpt batch: {n_bad} case(s) failed or timed out: {shown} (see batch_summary.csv)")
     if result.interrupted:
         _say(f"radgpt batch: interrupted by {result.interrupted}; the summary lists what was done")
     if result.lost:

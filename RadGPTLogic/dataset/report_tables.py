@@ -22,6 +22,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Iterable
 
 from ..findings import FindingsDict
 
@@ -100,25 +101,21 @@ def csv_text(columns, rows) -> str:
     return buf.getvalue()
 
 
-def reports_csv_text(cases: list) -> str:
-    """``reports.csv`` from ``(case_id, structured report, narrative or None)`` triples."""
-    return csv_text(REPORTS_COLUMNS,
-                    ([case_id, structured, narrative or ""] for case_id, structured, narrative in cases))
+#: Findings-table rows buffered per Parquet row group (about 8 MB of row dicts).
+ROWS_PER_GROUP = 8192
 
 
-def findings_csv_text(rows: list) -> str:
-    return csv_text(FINDINGS_COLUMNS, rows)
+def _arrow_schema():
+    import pyarrow as pa
+
+    return pa.schema([(k, pa.float64() if k in _NUMERIC else pa.bool_() if k in ("steatosis", "complete")
+                       else pa.string()) for k in FINDINGS_COLUMNS])
 
 
-def findings_parquet_bytes(rows: list) -> bytes | None:
-    """The findings table as Parquet bytes, or None when pyarrow is not installed."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        return None
-    types = {k: (pa.float64() if k in _NUMERIC else pa.bool_() if k in ("steatosis", "complete") else pa.string())
-             for k in FINDINGS_COLUMNS}
+def _arrow_table(rows: list, schema):
+    """Findings-table rows (dicts) as a pyarrow table of ``schema``: numbers as float64, text as str."""
+    import pyarrow as pa
+
     columns = {}
     for k in FINDINGS_COLUMNS:
         values = [row.get(k) for row in rows]
@@ -126,11 +123,56 @@ def findings_parquet_bytes(rows: list) -> bytes | None:
             values = [None if v is None else float(v) for v in values]
         elif k not in ("steatosis", "complete"):
             values = [None if v is None else str(v) for v in values]
-        columns[k] = pa.array(values, type=types[k])
-    table = pa.table(columns)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+        columns[k] = pa.array(values, type=schema.field(k).type)
+    return pa.table(columns, schema=schema)
+
+
+class _ParquetRows:
+    """Findings-table rows into a Parquet file (zstd), a row group every :data:`ROWS_PER_GROUP` rows."""
+
+    def __init__(self, fh) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = _arrow_schema()
+        self.writer = pq.ParquetWriter(fh, self.schema, compression="zstd")
+        self.buffer: list = []
+
+    def add(self, rows: list) -> None:
+        self.buffer.extend(rows)
+        if len(self.buffer) >= ROWS_PER_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self.writer.write_table(_arrow_table(self.buffer, self.schema))
+            self.buffer = []
+
+    def close(self) -> None:
+        self._flush()
+        self.writer.close()
+
+
+class _CsvRows:
+    """Findings-table rows into a CSV file (:func:`csv_cell` values)."""
+
+    def __init__(self, fh) -> None:
+        self.writer = csv.writer(fh, lineterminator="\n")
+        self.writer.writerow(FINDINGS_COLUMNS)
+
+    def add(self, rows: list) -> None:
+        self.writer.writerows([csv_cell(row.get(k)) for k in FINDINGS_COLUMNS] for row in rows)
+
+    def close(self) -> None:
+        pass
+
+
+def _have_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def read_findings_table(folder) -> list:
@@ -157,20 +199,6 @@ def read_findings_table(folder) -> list:
     return rows
 
 
-def table_files(cases: list) -> dict[str, str | bytes]:
-    """``{file name: content}`` of both tables from ``(findings dict, report text, narrative or None)``
-    per case, in the given order."""
-    rows = [r for findings, _, _ in cases for r in findings_rows(findings)]
-    files: dict[str, str | bytes] = {
-        REPORTS_CSV: reports_csv_text([(f.get("case_id"), text, narrative) for f, text, narrative in cases])}
-    parquet = findings_parquet_bytes(rows)
-    if parquet is not None:
-        files[f"{FINDINGS_TABLE}.parquet"] = parquet
-    else:
-        files[f"{FINDINGS_TABLE}.csv"] = findings_csv_text(rows)
-    return files
-
-
 def accepted_narrative(out_case: Path) -> str | None:
     """narrative.txt of an output folder when narrative_check.json says ``accepted``."""
     try:
@@ -181,34 +209,47 @@ def accepted_narrative(out_case: Path) -> str | None:
     return text if status == "accepted" else None
 
 
-def write_tables(folder, cases: list) -> list:
-    """Write both tables into ``folder`` (see :func:`table_files`), each atomically; the paths written.
+def write_tables(folder, cases: Iterable) -> list:
+    """Write both tables into ``folder`` from ``(findings dict, report text, narrative or None)``
+    per case, in the given order (any iterable, read once: the cases are streamed to
+    disk, so 10,000 cases take no more memory than one row group); each table is
+    replaced atomically.  The paths written.
 
-    A table of the other format left by an earlier run (CSV where Parquet is now
-    written, or the reverse) is removed, so the folder holds one findings table.
+    The findings table is Parquet when pyarrow is installed, else CSV; a table of the
+    other format left by an earlier run is removed, so the folder holds one.
     """
-    from ..io.atomic import atomic_write_file
+    from ..io.atomic import atomic_writer
 
     folder = Path(folder)
-    files = table_files(cases)
-    written = [atomic_write_file(folder / name, content) for name, content in files.items()]
-    for ext in ("parquet", "csv"):
-        stale = folder / f"{FINDINGS_TABLE}.{ext}"
-        if stale.name not in files and stale.is_file():
-            stale.unlink()
-    return written
+    parquet = _have_pyarrow()
+    table_path = folder / f"{FINDINGS_TABLE}.{'parquet' if parquet else 'csv'}"
+    with atomic_writer(folder / REPORTS_CSV) as reports_fh, atomic_writer(table_path, text=not parquet) as table_fh:
+        reports = csv.writer(reports_fh, lineterminator="\n")
+        reports.writerow(REPORTS_COLUMNS)
+        table = _ParquetRows(table_fh) if parquet else _CsvRows(table_fh)
+        for findings, text, narrative in cases:
+            reports.writerow([findings.get("case_id"), text, narrative or ""])
+            table.add(findings_rows(findings))
+        table.close()
+    stale = folder / f"{FINDINGS_TABLE}.{'csv' if parquet else 'parquet'}"
+    if stale.is_file():
+        stale.unlink()
+    return [folder / REPORTS_CSV, table_path]
 
 
-def write_batch_tables(out, rows: list) -> list:
-    """The tables of a batch output folder ``out`` from its summary rows that are ok or skipped."""
+def write_batch_tables(out, case_ids: Iterable[str]) -> list:
+    """The tables of a batch output folder ``out`` from the ids of its cases that are ok or
+    skipped (in the order given), each case's files read as it is written."""
     out = Path(out)
-    cases = []
-    for row in sorted(rows, key=lambda r: r["case_id"]):
-        out_case = out / row["case_id"]
-        try:
-            findings = json.loads((out_case / "findings.json").read_text(encoding="utf-8"))
-            text = (out_case / "report.txt").read_text(encoding="utf-8")
-        except (OSError, ValueError):
-            continue
-        cases.append((findings, text, accepted_narrative(out_case)))
-    return write_tables(out, cases)
+
+    def cases():
+        for case_id in case_ids:
+            out_case = out / case_id
+            try:
+                findings = json.loads((out_case / "findings.json").read_text(encoding="utf-8"))
+                text = (out_case / "report.txt").read_text(encoding="utf-8")
+            except (OSError, ValueError):
+                continue
+            yield findings, text, accepted_narrative(out_case)
+
+    return write_tables(out, cases())

@@ -379,17 +379,17 @@ def _phases_csv(rows: list) -> str:
 
 def _write_dataset_tables(folder: Path, case_ids: list) -> None:
     """reports.csv and the findings table of the dataset, from the very files it holds."""
-    from .report_tables import table_files
+    from .report_tables import write_tables
 
-    cases = []
-    for case_id in case_ids:
-        case = folder / case_id
-        narrative = case / "narrative.txt"
-        cases.append((json.loads((case / "findings.json").read_text(encoding="utf-8")),
-                      (case / "report.txt").read_text(encoding="utf-8"),
-                      narrative.read_text(encoding="utf-8") if narrative.is_file() else None))
-    for name, content in table_files(cases).items():
-        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    def cases():
+        for case_id in case_ids:
+            case = folder / case_id
+            narrative = case / "narrative.txt"
+            yield (json.loads((case / "findings.json").read_text(encoding="utf-8")),
+                   (case / "report.txt").read_text(encoding="utf-8"),
+                   narrative.read_text(encoding="utf-8") if narrative.is_file() else None)
+
+    write_tables(folder, cases())
 
 
 def _accepted_narrative(out_case: Path, findings: FindingsDict) -> str | None:

@@ -74,21 +74,39 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def atomic_write_file(path, content) -> Path:
-    """Write one file (str as UTF-8, or bytes) so that readers see the old or the new content."""
+@contextmanager
+def atomic_writer(path, *, text: bool = True):
+    """Write one file through a file object (UTF-8 text with ``\\n`` kept as is, or bytes)
+    so that readers see the old or the new content: the object writes a hidden file
+    beside ``path``, which replaces ``path`` when the ``with`` block ends without an
+    error and is deleted when it raises.  For files too big to build in memory first
+    (a batch summary of 10,000 cases).  An OS error while writing becomes the user's
+    one-line :class:`~RadGPTLogic.errors.InputError`.
+    """
     path = Path(path)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_synced(tmp, _encode(content))
+        with (open(tmp, "w", encoding="utf-8", newline="") if text else open(tmp, "wb")) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         try:
             tmp.unlink()
         except OSError:
             pass
-        raise os_error(path, exc, "write the file") from None
-    return path
+        if isinstance(exc, OSError):
+            raise os_error(path, exc, "write the file") from None
+        raise
+
+
+def atomic_write_file(path, content) -> Path:
+    """Write one file (str as UTF-8, or bytes) so that readers see the old or the new content."""
+    with atomic_writer(path, text=False) as fh:
+        fh.write(_encode(content))
+    return Path(path)
 
 
 # ------------------------------------------------------------------------------ locking

@@ -115,6 +115,26 @@ def narrative_on_worker(row: dict, opts, semaphore_name: str) -> dict:
 
 # ============================================================================ on the client
 
+#: Length of Dask's developer logs (recent messages of every connection, scheduler
+#: transitions) in the batch process: Dask keeps the last 1,000 by default, and a
+#: message submitting a case holds its whole task, so the client grew by about 8 KB a
+#: case up to 1,000 cases (measured).  The logs matter only when debugging Dask itself.
+MESSAGE_LOG_LENGTH = 50
+
+
+def _short_message_logs():
+    """Dask's config with its developer logs at most :data:`MESSAGE_LOG_LENGTH` long, for the
+    client and a local cluster's scheduler made inside (a length the user set lower, or
+    None for unbounded, is kept)."""
+    import dask
+
+    key = "distributed.admin.low-level-log-length"
+    configured = dask.config.get(key, None)
+    if configured is None or configured <= MESSAGE_LOG_LENGTH:
+        return dask.config.set({})
+    return dask.config.set({key: MESSAGE_LOG_LENGTH})
+
+
 
 class DaskExecutor(Executor):
     """See the module doc.  ``in_flight``: cases submitted at most (default: 2 x worker threads)."""
@@ -149,24 +169,25 @@ class DaskExecutor(Executor):
         import logging
 
         cluster = None
-        if self.scheduler is None:
-            from .local import default_workers
+        with _short_message_logs():
+            if self.scheduler is None:
+                from .local import default_workers
 
-            n = int(self.workers or default_workers())
-            self.workers = n
-            resources = dict(getattr(opts.segmenter, "resources", None) or {}) if opts.segmenter else {}
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               dashboard_address=":0", silence_logs=logging.ERROR,
-                                               resources=resources or None)
-            target = cluster
-        else:
-            target = self.scheduler
-        try:
-            client = distributed.Client(target, timeout=self.connect_timeout, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            if cluster is not None:
-                cluster.close()
-            raise InputError(self.scheduler, f"cannot reach the Dask scheduler ({exc})") from None
+                n = int(self.workers or default_workers())
+                self.workers = n
+                resources = dict(getattr(opts.segmenter, "resources", None) or {}) if opts.segmenter else {}
+                cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                   dashboard_address=":0", silence_logs=logging.ERROR,
+                                                   resources=resources or None)
+                target = cluster
+            else:
+                target = self.scheduler
+            try:
+                client = distributed.Client(target, timeout=self.connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                if cluster is not None:
+                    cluster.close()
+                raise InputError(self.scheduler, f"cannot reach the Dask scheduler ({exc})") from None
         self.address = client.scheduler.address
         info = client.scheduler_info()
         if "dashboard" in (info.get("services") or {}):

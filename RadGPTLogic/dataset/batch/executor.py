@@ -7,10 +7,11 @@ cluster); :func:`RadGPTLogic.dataset.batch.run.make_executor` picks one by name.
 
 Contract of :meth:`Executor.run`:
 
-* ``tasks`` is a :class:`collections.deque` of ``(index, task)``; the executor pops
-  a case from the left when it starts it (so the queue drains as work is handed
-  out, and the client never holds more than a bounded number of submitted cases).
-  Whatever is still queued when ``run`` returns was never started.
+* ``tasks`` is a queue of ``(index, task)`` (:class:`.case_queue.CaseQueue`, or a
+  :class:`collections.deque`: ``tasks[0]``, ``popleft()``, ``len``, truth); the
+  executor pops a case from the left when it starts it (so the queue drains as work
+  is handed out, and the client never holds more than a bounded number of submitted
+  cases).  Whatever is still queued when ``run`` returns was never started.
 * ``record(index, row)`` is called exactly once for every popped case, in the
   calling thread, as that case ends (its final row, after every stage).
 * ``stop`` (:class:`Stop`): once ``stop.signum`` is set no new case starts and the

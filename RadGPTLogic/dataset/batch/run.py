@@ -5,15 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from ...errors import InputError
 from ...rules import normalise_phase
+from .case_queue import CaseQueue, CaseTable
 from .discovery import CaseFolder, discover_cases
 from .executor import Executor, Stop
 from .stages import BatchOptions, new_row
-from .summary import STATUSES, BatchResult, say_stderr, write_summary
+from .summary import BatchResult, RowSpool, say_stderr, write_summary
 
 # Exit codes of an interrupted batch (shell convention 128 + signal number).
 _EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -127,32 +127,34 @@ def run_batch(root, out, *, workers: int | None = None, phase: str = "unknown", 
         raise InputError(root, "no case folders found (a case folder holds segmentations/<structure>.nii.gz)")
     out.mkdir(parents=True, exist_ok=True)
 
-    total = len(found)
-    rows: list = [None] * total
-    done = 0
+    cases = CaseTable(found)
+    del found  # the compact table replaces the CaseFolder objects
+    total = len(cases)
+    # Finished rows go to disk as cases end and tasks are made as they are handed out:
+    # the batch process holds a few bytes per case (flat memory for 10,000 cases).
+    spool = RowSpool(out, total)
 
     def record(index: int, row: dict) -> None:
-        nonlocal done
-        rows[index] = row
-        done += 1
+        spool.add(index, row)
         if progress is not None:
             try:
-                progress(done, total, row)
+                progress(spool.done, total, row)
             except Exception:  # noqa: BLE001 - a broken progress printer must not lose the batch
                 pass
 
-    tasks: deque = deque()
-    for index, case in enumerate(found):
-        task = {"case_id": case.case_id, "case_dir": str(case.path), "out_dir": str(out / case.case_id),
-                "phase": phases.get(case.case_id, default_phase)}
-        if case.needs_segmentation:
+    def task_of(index: int) -> dict:
+        case_id = cases.case_ids[index]
+        task = {"case_id": case_id, "case_dir": cases.case_dirs[index], "out_dir": str(out / case_id),
+                "phase": phases.get(case_id, default_phase)}
+        if cases.needs_segmentation(index):
             task["segment"] = True
-        if case.problem:
-            row = new_row(task)
-            row.update(status="failed", error=case.problem)
-            record(index, row)
-        else:
-            tasks.append((index, task))
+        return task
+
+    for index, problem in sorted(cases.problems.items()):
+        row = new_row(task_of(index))
+        row.update(status="failed", error=problem)
+        record(index, row)
+    tasks = CaseQueue(cases.runnable(), task_of)
 
     opts = BatchOptions(resume=resume, resample=resample, rules=rules,
                         template_dir=None if template_dir is None else str(template_dir), runner=runner,
@@ -174,35 +176,44 @@ def run_batch(root, out, *, workers: int | None = None, phase: str = "unknown", 
         if executor.lost:
             not_started = f"not started ({executor.lost}); resumable"
         for index, task in tasks:  # never started (interrupted, lost executor, or an error here)
-            if rows[index] is None:
+            if index not in spool:
                 row = new_row(task)
                 row.update(status="cancelled", error=not_started)
-                rows[index] = row
-        for index, row in enumerate(rows):
-            if row is None:  # only after an unexpected error in this process
-                row = new_row({"case_id": found[index].case_id, "case_dir": str(found[index].path)})
+                spool.add(index, row)
+        for index in range(total):
+            if index not in spool:  # only after an unexpected error in this process
+                row = new_row(task_of(index))
                 row.update(status="cancelled", error="not finished (batch stopped)")
-                rows[index] = row
-        counts = {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
+                spool.add(index, row)
+        counts = dict(spool.counts)
         interrupted = signal.Signals(stop.signum).name if stop.signum is not None else None
         if stop.signum is not None:
             exit_code = _EXIT_ON_SIGNAL.get(stop.signum, 130)
         else:
             exit_code = 1 if counts["failed"] or counts["timeout"] or counts["cancelled"] or executor.lost else 0
-        result = BatchResult(rows=rows, out=out, seconds=round(time.monotonic() - t_start, 3),
-                             interrupted=interrupted, exit_code=exit_code, counts=counts, lost=executor.lost)
+        first_failed: list[str] = []
+        for index in spool.indices("failed", "timeout"):
+            if len(first_failed) == 20:
+                break
+            first_failed.append(cases.case_ids[index])
+        result = BatchResult(out=out, seconds=round(time.monotonic() - t_start, 3), interrupted=interrupted,
+                             exit_code=exit_code, counts=counts, lost=executor.lost, first_failed=first_failed)
         record_opts = options_record or {
             "workers": workers, "phase": default_phase, "phases_given": bool(phases), "resume": resume,
             "timeout_s": timeout, "t4_rule": getattr(rules, "t4_rule", None),
             "templates": None if template_dir is None else str(template_dir), "resample": resample,
             "ids_given": ids is not None,
         }
-        write_summary(result, root, started_at, {**record_opts, **executor.describe()})
-        if tables:
-            from ..report_tables import write_batch_tables
+        try:
+            write_summary(result, root, started_at, {**record_opts, **executor.describe()}, spool)
+            if tables:
+                from ..report_tables import write_batch_tables
 
-            try:
-                write_batch_tables(out, [r for r in rows if r["status"] in ("ok", "skipped")])
-            except (InputError, OSError) as exc:
-                say_stderr(f"radgpt batch: warning: dataset tables not written ({exc})")
+                done_ids = (cases.case_ids[i] for i in spool.indices("ok", "skipped"))
+                try:
+                    write_batch_tables(out, done_ids)
+                except (InputError, OSError) as exc:
+                    say_stderr(f"radgpt batch: warning: dataset tables not written ({exc})")
+        finally:
+            spool.close()
     return result

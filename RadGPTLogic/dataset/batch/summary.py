@@ -1,20 +1,25 @@
 """What a batch reports: the per-case rows, progress as cases end, and the summary files.
 
-``OUT/batch_summary.csv`` (:data:`SUMMARY_COLUMNS`) and ``OUT/batch_summary.json``
-(the same rows plus counts, options and how the batch ended) are written atomically
-at the end, also after Ctrl-C / SIGTERM or a lost Dask scheduler.
+A case's row goes to disk as the case ends (:class:`RowSpool`, an unnamed file in
+the output folder), not into a list: the batch process holds a few bytes per case,
+so its memory does not grow with the number of cases.  ``OUT/batch_summary.csv``
+(:data:`SUMMARY_COLUMNS`) and ``OUT/batch_summary.json`` (the same rows plus counts,
+options and how the batch ended) are then streamed from the spool in case-id order
+and each replaced atomically, also after Ctrl-C / SIGTERM or a lost Dask scheduler.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
+import tempfile
+import textwrap
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 #: How a case of a batch ended (each case ends in exactly one).
 BatchStatus = Literal["ok", "failed", "timeout", "skipped", "cancelled"]
@@ -28,19 +33,82 @@ SUMMARY_COLUMNS = (
 
 @dataclass
 class BatchResult:
-    """Rows in case-id order, the counts per status, and how the batch ended."""
+    """How a batch ended: counts per status, and its rows, read back from ``batch_summary.json``."""
 
-    rows: list
     out: Path
     seconds: float
     interrupted: str | None = None  # signal name when stopped by SIGINT/SIGTERM
     exit_code: int = 0
     counts: dict = field(default_factory=dict)
     lost: str | None = None  # the executor went away (a Dask scheduler): what happened
+    first_failed: list = field(default_factory=list)  # up to 20 ids of failed/timeout cases, in case-id order
+    _rows: list | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def cases(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def rows(self) -> list:
+        """Every case's row in case-id order (``SUMMARY_COLUMNS``, plus ``traceback`` where one
+        was recorded), as ``OUT/batch_summary.json`` holds them: read on first use, so
+        a batch of 10,000 cases does not keep them in memory unless asked."""
+        if self._rows is None:
+            summary = json.loads((self.out / "batch_summary.json").read_text(encoding="utf-8"))
+            self._rows = summary["cases"]
+        return self._rows
 
     @property
     def failed(self) -> list:
         return [r for r in self.rows if r["status"] in ("failed", "timeout")]
+
+
+class RowSpool:
+    """The rows of a batch's cases, kept on disk as the cases end (one JSON line each).
+
+    ``total`` cases, numbered 0 .. total-1 in case-id order.  In memory: 9 bytes a
+    case (where its row starts in the file, and its status).  The file is an
+    unnamed temporary file in ``folder`` (the output folder), gone when closed or
+    when the process dies.  Recording a case twice keeps the later row.
+    """
+
+    def __init__(self, folder: Path, total: int):
+        self._file = tempfile.TemporaryFile(dir=folder, prefix=".batch-rows-")
+        self._offsets = array("q", [-1]) * total
+        self._status = bytearray(total)  # 0: not ended; else 1 + its index in STATUSES
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.done = 0
+
+    def add(self, index: int, row: dict) -> None:
+        code = 1 + STATUSES.index(row["status"])
+        self._file.seek(0, 2)
+        self._offsets[index] = self._file.tell()
+        self._file.write(json.dumps(row, default=str).encode("utf-8") + b"\n")
+        if self._status[index]:
+            self.counts[STATUSES[self._status[index] - 1]] -= 1
+        else:
+            self.done += 1
+        self._status[index] = code
+        self.counts[row["status"]] += 1
+
+    def __contains__(self, index: int) -> bool:
+        return bool(self._status[index])
+
+    def indices(self, *statuses: str) -> Iterator[int]:
+        """The cases (in order) that ended in one of ``statuses``."""
+        codes = {1 + STATUSES.index(s) for s in statuses}
+        return (i for i, code in enumerate(self._status) if code in codes)
+
+    def __iter__(self) -> Iterator[dict]:
+        """The recorded rows in case order (cases not recorded are left out)."""
+        self._file.flush()
+        for offset in self._offsets:
+            if offset >= 0:
+                self._file.seek(offset)
+                yield json.loads(self._file.readline())
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def say_stderr(line: str) -> None:
@@ -112,18 +180,26 @@ def _csv_value(key: str, value) -> str:
     return str(value)
 
 
-def write_summary(result: BatchResult, root: Path, started_at: str, options: dict) -> None:
-    """``OUT/batch_summary.csv`` and ``OUT/batch_summary.json``, each replaced atomically."""
-    from ... import __version__
-    from ...io.atomic import atomic_write_file
+def _summary_case(row: dict) -> dict:
+    """A row as the summary files record it: the summary columns, the case folder resolved."""
+    case = {k: row.get(k) for k in SUMMARY_COLUMNS}
+    case["case_dir"] = str(Path(row["case_dir"]).resolve()) if row.get("case_dir") else ""
+    if row.get("traceback"):
+        case["traceback"] = row["traceback"]
+    return case
 
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for row in result.rows:
-        row = {**row, "case_dir": str(Path(row["case_dir"]).resolve()) if row.get("case_dir") else ""}
-        writer.writerow([_csv_value(k, row.get(k)) for k in SUMMARY_COLUMNS])
-    summary = {
+
+def write_summary(result: BatchResult, root: Path, started_at: str, options: dict, rows) -> None:
+    """``OUT/batch_summary.csv`` and ``OUT/batch_summary.json`` from ``rows`` (an iterable in
+    case order, read once), streamed to disk and each replaced atomically.
+
+    The JSON is laid out as ``json.dumps(summary, indent=2)`` would lay it out, without
+    holding the whole summary in memory.
+    """
+    from ... import __version__
+    from ...io.atomic import atomic_writer
+
+    head = {
         "kind": "radgpt-batch-summary",
         "summary_version": 1,
         "software_version": __version__,
@@ -137,13 +213,18 @@ def write_summary(result: BatchResult, root: Path, started_at: str, options: dic
         "exit_code": result.exit_code,
         "options": options,
         "counts": result.counts,
-        "cases": [
-            {**{k: row.get(k) for k in SUMMARY_COLUMNS},
-             "case_dir": str(Path(row["case_dir"]).resolve()) if row.get("case_dir") else "",
-             **({"traceback": row["traceback"]} if row.get("traceback") else {})}
-            for row in result.rows
-        ],
     }
-    # One file at a time: the summaries sit beside the case folders, which stay as they are.
-    atomic_write_file(result.out / "batch_summary.csv", buf.getvalue())
-    atomic_write_file(result.out / "batch_summary.json", json.dumps(summary, indent=2) + "\n")
+    # The summaries sit beside the case folders, which stay as they are; each file is
+    # replaced on its own (the JSON, then the CSV), and neither when writing fails.
+    with atomic_writer(result.out / "batch_summary.csv") as csv_file, \
+            atomic_writer(result.out / "batch_summary.json") as json_file:
+        writer = csv.writer(csv_file, lineterminator="\n")
+        writer.writerow(SUMMARY_COLUMNS)
+        json_file.write(json.dumps(head, indent=2)[:-2] + ',\n  "cases": [')
+        separator = "\n"
+        for row in rows:
+            case = _summary_case(row)
+            writer.writerow([_csv_value(k, case[k]) for k in SUMMARY_COLUMNS])
+            json_file.write(separator + textwrap.indent(json.dumps(case, indent=2), "    "))
+            separator = ",\n"
+        json_file.write("\n  ]\n}\n" if separator == ",\n" else "]\n}\n")
