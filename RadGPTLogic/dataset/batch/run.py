@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from itertools import islice
 from pathlib import Path
 
 from ...errors import InputError
@@ -191,11 +192,7 @@ def run_batch(root, out, *, workers: int | None = None, phase: str = "unknown", 
             exit_code = _EXIT_ON_SIGNAL.get(stop.signum, 130)
         else:
             exit_code = 1 if counts["failed"] or counts["timeout"] or counts["cancelled"] or executor.lost else 0
-        first_failed: list[str] = []
-        for index in spool.indices("failed", "timeout"):
-            if len(first_failed) == 20:
-                break
-            first_failed.append(cases.case_ids[index])
+        first_failed = [cases.case_ids[i] for i in islice(spool.indices("failed", "timeout"), 20)]
         result = BatchResult(out=out, seconds=round(time.monotonic() - t_start, 3), interrupted=interrupted,
                              exit_code=exit_code, counts=counts, lost=executor.lost, first_failed=first_failed)
         record_opts = options_record or {

@@ -77,7 +77,6 @@ class RowSpool:
         self._offsets = array("q", [-1]) * total
         self._status = bytearray(total)  # 0: not ended; else 1 + its index in STATUSES
         self.counts = dict.fromkeys(STATUSES, 0)
-        self.done = 0
 
     def add(self, index: int, row: dict) -> None:
         code = 1 + STATUSES.index(row["status"])
@@ -86,10 +85,13 @@ class RowSpool:
         self._file.write(json.dumps(row, default=str).encode("utf-8") + b"\n")
         if self._status[index]:
             self.counts[STATUSES[self._status[index] - 1]] -= 1
-        else:
-            self.done += 1
         self._status[index] = code
         self.counts[row["status"]] += 1
+
+    @property
+    def done(self) -> int:
+        """How many cases have ended."""
+        return sum(self.counts.values())
 
     def __contains__(self, index: int) -> bool:
         return bool(self._status[index])
